@@ -1,0 +1,677 @@
+//! Wire protocol v1 shared by the browser SDK and the collector (`../shared/spec/PROTOCOL.md`).
+//!
+//! - [`Event`] and [`Batch`] are the JSON shapes: the SDK serialises them, the collector
+//!   deserialises them (unknown fields are ignored for forward compatibility).
+//! - [`Event::validate`] and [`validate_envelope`] implement the field rules of the spec table and
+//!   name the offending field in their error, e.g. `items[0].price: must be >= 0`.
+//! - [`scrub`] removes obvious personal data (e-mail addresses, token-like strings, query
+//!   parameters outside a keep list) from URLs and strings; both halves use it, the SDK before
+//!   anything leaves the page and the collector as a second line of defence.
+//! - [`derive_time`] is the clock rule: the collector never trusts the client clock absolutely.
+//!
+//! Architecture Invariant: this crate is pure (no I/O, no clock, no randomness) and small, because
+//! it is compiled into the Wasm SDK; it depends on `serde` only.
+
+#![forbid(unsafe_code)]
+
+pub mod scrub;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Largest request body the collector accepts by default (bytes).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Most events one batch may carry.
+pub const MAX_EVENTS: usize = 100;
+/// Longest URL or referrer (bytes).
+pub const MAX_URL_BYTES: usize = 2048;
+/// Most items in one cart event.
+pub const MAX_ITEMS: usize = 50;
+/// Most keys in one custom event's `props`.
+pub const MAX_PROPS: usize = 30;
+/// An event whose derived time is further in the past than this is `stale` (ms).
+pub const MAX_EVENT_AGE_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The four event types of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    Pageview,
+    Engagement,
+    Cart,
+    Custom,
+}
+
+impl EventType {
+    /// The wire name (`pageview`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Pageview => "pageview",
+            EventType::Engagement => "engagement",
+            EventType::Cart => "cart",
+            EventType::Custom => "custom",
+        }
+    }
+}
+
+/// Cart actions (`action` of a `cart` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CartAction {
+    Add,
+    Remove,
+    ViewCart,
+    Checkout,
+    Purchase,
+}
+
+impl CartAction {
+    /// The wire name (`add`, `view_cart`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CartAction::Add => "add",
+            CartAction::Remove => "remove",
+            CartAction::ViewCart => "view_cart",
+            CartAction::Checkout => "checkout",
+            CartAction::Purchase => "purchase",
+        }
+    }
+
+    /// Parses a wire name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<CartAction> {
+        Some(match s {
+            "add" => CartAction::Add,
+            "remove" => CartAction::Remove,
+            "view_cart" => CartAction::ViewCart,
+            "checkout" => CartAction::Checkout,
+            "purchase" => CartAction::Purchase,
+            _ => return None,
+        })
+    }
+}
+
+/// One product line of a cart event.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Item {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+    #[serde(default = "one")]
+    pub quantity: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+/// A custom property value: string, number or boolean.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PropValue {
+    Bool(bool),
+    Number(f64),
+    Text(String),
+}
+
+/// One event. A flat record: which optional fields are required depends on `type`
+/// (checked by [`Event::validate`]); a flat struct keeps the SDK's Wasm small.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// Client clock, ms since the Unix epoch.
+    pub at: i64,
+    /// Page-view id: random per page view, lives only in page memory.
+    pub pv: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub viewport: Option<[u32; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scroll: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engaged_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<CartAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<Item>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revenue: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub props: Option<BTreeMap<String, PropValue>>,
+}
+
+impl Event {
+    /// A bare event of `kind`; the builder for the SDK and for tests.
+    pub fn new(kind: EventType, at: i64, pv: &str, url: &str) -> Event {
+        Event {
+            kind,
+            at,
+            pv: pv.into(),
+            url: url.into(),
+            referrer: None,
+            title: None,
+            viewport: None,
+            lang: None,
+            scroll: None,
+            engaged_ms: None,
+            action: None,
+            currency: None,
+            items: None,
+            order_id: None,
+            revenue: None,
+            name: None,
+            props: None,
+        }
+    }
+}
+
+/// A batch as the SDK sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub site: String,
+    pub batch: String,
+    pub sent_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdk: Option<String>,
+    pub events: Vec<Event>,
+}
+
+/// A validation failure: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the field, e.g. `items[0].price`.
+    pub field: String,
+    /// What is wrong, lowercase, e.g. `must be >= 0`.
+    pub message: &'static str,
+}
+
+impl FieldError {
+    fn new(field: impl Into<String>, message: &'static str) -> FieldError {
+        FieldError {
+            field: field.into(),
+            message,
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// `true` when `s` is `min..=max` bytes long and every byte passes `ok`.
+fn charset(s: &str, min: usize, max: usize, ok: impl Fn(u8) -> bool) -> bool {
+    (min..=max).contains(&s.len()) && s.bytes().all(ok)
+}
+
+/// Site ids: 1–64 of `[a-z0-9._-]`.
+pub fn valid_site(s: &str) -> bool {
+    charset(s, 1, 64, |b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+    })
+}
+
+fn id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')
+}
+
+/// Batch ids: 16–64 of `[A-Za-z0-9_-]`.
+pub fn valid_batch_id(s: &str) -> bool {
+    charset(s, 16, 64, id_byte)
+}
+
+/// Page-view ids: 8–32 of `[A-Za-z0-9_-]`.
+pub fn valid_pv(s: &str) -> bool {
+    charset(s, 8, 32, id_byte)
+}
+
+/// Absolute `http(s)` URL of at most [`MAX_URL_BYTES`] with a non-empty host part.
+pub fn valid_url(s: &str) -> bool {
+    if s.len() > MAX_URL_BYTES || s.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return false;
+    }
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    matches!(rest, Some(r) if !r.is_empty() && !r.starts_with('/'))
+}
+
+/// ISO 4217 shape: three ASCII upper-case letters.
+pub fn valid_currency(s: &str) -> bool {
+    s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// Checks the envelope fields of a batch (`site`, `batch`, `sent_at`).
+///
+/// # Errors
+/// The first invalid field.
+pub fn validate_envelope(site: &str, batch: &str, sent_at: i64) -> Result<(), FieldError> {
+    if !valid_site(site) {
+        return Err(FieldError::new("site", "must be 1-64 of [a-z0-9._-]"));
+    }
+    if !valid_batch_id(batch) {
+        return Err(FieldError::new("batch", "must be 16-64 of [A-Za-z0-9_-]"));
+    }
+    if sent_at <= 0 {
+        return Err(FieldError::new(
+            "sent_at",
+            "must be positive ms since the epoch",
+        ));
+    }
+    Ok(())
+}
+
+fn max_len(field: &str, value: &Option<String>, max: usize) -> Result<(), FieldError> {
+    match value {
+        Some(v) if v.len() > max => Err(FieldError::new(field, "too long")),
+        _ => Ok(()),
+    }
+}
+
+fn non_negative_finite(x: f64) -> bool {
+    x.is_finite() && x >= 0.0
+}
+
+impl Event {
+    /// Checks this event against the rules of the protocol table.
+    ///
+    /// # Errors
+    /// The first invalid or missing field, named.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.at <= 0 {
+            return Err(FieldError::new("at", "must be positive ms since the epoch"));
+        }
+        if !valid_pv(&self.pv) {
+            return Err(FieldError::new("pv", "must be 8-32 of [A-Za-z0-9_-]"));
+        }
+        if !valid_url(&self.url) {
+            return Err(FieldError::new(
+                "url",
+                "must be an absolute http(s) URL of at most 2048 bytes",
+            ));
+        }
+        if let Some(r) = &self.referrer {
+            if !r.is_empty() && !valid_url(r) {
+                return Err(FieldError::new(
+                    "referrer",
+                    "must be an absolute http(s) URL of at most 2048 bytes",
+                ));
+            }
+        }
+        max_len("title", &self.title, 1024)?;
+        max_len("lang", &self.lang, 35)?;
+        match self.kind {
+            EventType::Pageview => {}
+            EventType::Engagement => {
+                match self.scroll {
+                    None => return Err(FieldError::new("scroll", "required")),
+                    Some(s) if s > 100 => return Err(FieldError::new("scroll", "must be 0-100")),
+                    _ => {}
+                }
+                if self.engaged_ms.is_none() {
+                    return Err(FieldError::new("engaged_ms", "required"));
+                }
+            }
+            EventType::Cart => self.validate_cart()?,
+            EventType::Custom => {
+                match &self.name {
+                    None => return Err(FieldError::new("name", "required")),
+                    Some(n) if n.is_empty() || n.len() > 64 => {
+                        return Err(FieldError::new("name", "must be 1-64 bytes"))
+                    }
+                    _ => {}
+                }
+                if let Some(props) = &self.props {
+                    if props.len() > MAX_PROPS {
+                        return Err(FieldError::new("props", "at most 30 keys"));
+                    }
+                    for (k, v) in props {
+                        if k.is_empty() || k.len() > 64 {
+                            return Err(FieldError::new("props", "keys must be 1-64 bytes"));
+                        }
+                        match v {
+                            PropValue::Text(s) if s.len() > 256 => {
+                                return Err(FieldError::new(
+                                    format!("props.{k}"),
+                                    "at most 256 bytes",
+                                ))
+                            }
+                            PropValue::Number(x) if !x.is_finite() => {
+                                return Err(FieldError::new(format!("props.{k}"), "must be finite"))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_cart(&self) -> Result<(), FieldError> {
+        if self.action.is_none() {
+            return Err(FieldError::new("action", "required"));
+        }
+        let items = self.items.as_deref().unwrap_or_default();
+        if items.len() > MAX_ITEMS {
+            return Err(FieldError::new("items", "at most 50 items"));
+        }
+        let mut priced = false;
+        for (i, item) in items.iter().enumerate() {
+            let at = |f: &str| format!("items[{i}].{f}");
+            if item.id.is_empty() || item.id.len() > 128 {
+                return Err(FieldError::new(at("id"), "must be 1-128 bytes"));
+            }
+            for (name, v) in [
+                ("name", &item.name),
+                ("category", &item.category),
+                ("variant", &item.variant),
+            ] {
+                if v.as_ref().is_some_and(|s| s.len() > 256) {
+                    return Err(FieldError::new(at(name), "at most 256 bytes"));
+                }
+            }
+            if let Some(p) = item.price {
+                if !non_negative_finite(p) {
+                    return Err(FieldError::new(at("price"), "must be >= 0"));
+                }
+                priced = true;
+            }
+            if item.quantity < 1 {
+                return Err(FieldError::new(at("quantity"), "must be an integer >= 1"));
+            }
+        }
+        if let Some(r) = self.revenue {
+            if !non_negative_finite(r) {
+                return Err(FieldError::new("revenue", "must be >= 0"));
+            }
+            priced = true;
+        }
+        match &self.currency {
+            Some(c) if !valid_currency(c) => {
+                Err(FieldError::new("currency", "must be an ISO 4217 code"))
+            }
+            None if priced => Err(FieldError::new(
+                "currency",
+                "required when a price or revenue is present",
+            )),
+            _ => max_len("order_id", &self.order_id, 128),
+        }
+    }
+}
+
+/// Why an event's time is not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeError {
+    /// More than 24 h before the receipt, or after it.
+    Stale,
+}
+
+/// The event's time on the collector's clock: `received_at − (sent_at − at)`.
+///
+/// # Errors
+/// [`TimeError::Stale`] when that lies more than 24 h before `received_at` or after it.
+///
+/// # Examples
+/// ```
+/// // The client clock is an hour fast; the event happened 10 s before sending.
+/// let t = waymark_protocol::derive_time(1_000_000_000, 1_003_600_000 + 10_000, 1_003_600_000);
+/// assert_eq!(t, Ok(1_000_000_000 - 10_000));
+/// ```
+pub fn derive_time(received_at: i64, sent_at: i64, at: i64) -> Result<i64, TimeError> {
+    let age = sent_at.saturating_sub(at);
+    let t = received_at.saturating_sub(age);
+    if t > received_at || received_at.saturating_sub(t) > MAX_EVENT_AGE_MS {
+        return Err(TimeError::Stale);
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pageview() -> Event {
+        Event::new(
+            EventType::Pageview,
+            1_763_849_990_000,
+            "k3J9xq2L",
+            "https://shop.example/",
+        )
+    }
+
+    fn cart() -> Event {
+        let mut e = Event::new(EventType::Cart, 1, "k3J9xq2L", "https://shop.example/p");
+        e.action = Some(CartAction::Add);
+        e.currency = Some("EUR".into());
+        e.items = Some(vec![Item {
+            id: "sku-42".into(),
+            price: Some(12.5),
+            quantity: 1,
+            ..Item::default()
+        }]);
+        e
+    }
+
+    #[test]
+    fn spec_example_parses_and_validates() {
+        let body = r#"{"site":"demo-shop","batch":"5f0c2e9a7b1d4c3e8a6f9b2d1c0e7a45","sent_at":1763850000123,"sdk":"waymark-sdk/0.1.0","events":[
+        {"type":"pageview","at":1763849990000,"pv":"k3J9xq2L","url":"https://shop.example/products/mug?utm_source=newsletter","referrer":"https://www.google.com/","title":"Blue mug","viewport":[1280,800],"lang":"en-GB"},
+        {"type":"engagement","at":1763849999000,"pv":"k3J9xq2L","url":"https://shop.example/products/mug","scroll":75,"engaged_ms":8400},
+        {"type":"cart","at":1763849995000,"pv":"k3J9xq2L","url":"https://shop.example/products/mug","action":"add","currency":"EUR","items":[{"id":"sku-42","name":"Blue mug","price":12.5,"quantity":1,"category":"kitchen"}]},
+        {"type":"cart","at":1763850000000,"pv":"Zt81mQa0","url":"https://shop.example/checkout/done","action":"purchase","order_id":"A-1001","revenue":25.0,"currency":"EUR","items":[{"id":"sku-42","price":12.5,"quantity":2}]},
+        {"type":"custom","at":1763850000100,"pv":"Zt81mQa0","url":"https://shop.example/checkout/done","name":"newsletter_signup","props":{"plan":"free","step":2,"first":true},"future_field":1}]}"#;
+        let b: Batch = serde_json::from_str(body).unwrap();
+        validate_envelope(&b.site, &b.batch, b.sent_at).unwrap();
+        assert_eq!(b.events.len(), 5);
+        for e in &b.events {
+            e.validate().unwrap();
+        }
+        let props = b.events[4].props.as_ref().unwrap();
+        assert_eq!(props["plan"], PropValue::Text("free".into()));
+        assert_eq!(props["step"], PropValue::Number(2.0));
+        assert_eq!(props["first"], PropValue::Bool(true));
+        // Round trip: what the SDK writes is what the collector reads.
+        let again: Batch = serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
+        assert_eq!(again, b);
+    }
+
+    #[test]
+    fn envelope_rules() {
+        assert!(validate_envelope("demo-shop", "0123456789abcdef", 1).is_ok());
+        assert_eq!(
+            validate_envelope("Demo", "0123456789abcdef", 1)
+                .unwrap_err()
+                .field,
+            "site"
+        );
+        assert_eq!(
+            validate_envelope("", "0123456789abcdef", 1)
+                .unwrap_err()
+                .field,
+            "site"
+        );
+        assert_eq!(
+            validate_envelope(&"a".repeat(65), "0123456789abcdef", 1)
+                .unwrap_err()
+                .field,
+            "site"
+        );
+        assert_eq!(
+            validate_envelope("s", "short", 1).unwrap_err().field,
+            "batch"
+        );
+        assert_eq!(
+            validate_envelope("s", "0123456789abcde!", 1)
+                .unwrap_err()
+                .field,
+            "batch"
+        );
+        assert_eq!(
+            validate_envelope("s", &"a".repeat(65), 1)
+                .unwrap_err()
+                .field,
+            "batch"
+        );
+        assert_eq!(
+            validate_envelope("s", "0123456789abcdef", 0)
+                .unwrap_err()
+                .field,
+            "sent_at"
+        );
+    }
+
+    #[test]
+    fn event_field_rules() {
+        assert!(pageview().validate().is_ok());
+        let mut e = pageview();
+        e.pv = "short".into();
+        assert_eq!(e.validate().unwrap_err().field, "pv");
+        let mut e = pageview();
+        e.url = "ftp://x/".into();
+        assert_eq!(e.validate().unwrap_err().field, "url");
+        e.url = format!("https://x/{}", "a".repeat(2048));
+        assert_eq!(e.validate().unwrap_err().field, "url");
+        e.url = "https:///nohost".into();
+        assert_eq!(e.validate().unwrap_err().field, "url");
+        let mut e = pageview();
+        e.referrer = Some("javascript:alert(1)".into());
+        assert_eq!(e.validate().unwrap_err().field, "referrer");
+
+        let mut e = Event::new(EventType::Engagement, 1, "k3J9xq2L", "https://a/");
+        assert_eq!(e.validate().unwrap_err().field, "scroll");
+        e.scroll = Some(101);
+        assert_eq!(
+            e.validate().unwrap_err().to_string(),
+            "scroll: must be 0-100"
+        );
+        e.scroll = Some(100);
+        assert_eq!(e.validate().unwrap_err().field, "engaged_ms");
+        e.engaged_ms = Some(0);
+        assert!(e.validate().is_ok());
+
+        let mut e = Event::new(EventType::Custom, 1, "k3J9xq2L", "https://a/");
+        assert_eq!(e.validate().unwrap_err().field, "name");
+        e.name = Some("x".repeat(65));
+        assert_eq!(e.validate().unwrap_err().field, "name");
+        e.name = Some("signup".into());
+        let mut props = BTreeMap::new();
+        props.insert("plan".to_string(), PropValue::Text("x".repeat(257)));
+        e.props = Some(props.clone());
+        assert_eq!(e.validate().unwrap_err().field, "props.plan");
+        props.clear();
+        for i in 0..31 {
+            props.insert(format!("k{i}"), PropValue::Bool(true));
+        }
+        e.props = Some(props);
+        assert_eq!(e.validate().unwrap_err().field, "props");
+    }
+
+    #[test]
+    fn cart_rules() {
+        assert!(cart().validate().is_ok());
+        let mut e = cart();
+        e.items.as_mut().unwrap()[0].price = Some(-1.0);
+        assert_eq!(
+            e.validate().unwrap_err().to_string(),
+            "items[0].price: must be >= 0"
+        );
+        let mut e = cart();
+        e.items.as_mut().unwrap()[0].quantity = 0;
+        assert_eq!(e.validate().unwrap_err().field, "items[0].quantity");
+        let mut e = cart();
+        e.items.as_mut().unwrap()[0].id = String::new();
+        assert_eq!(e.validate().unwrap_err().field, "items[0].id");
+        let mut e = cart();
+        e.currency = None;
+        assert_eq!(e.validate().unwrap_err().field, "currency");
+        e.currency = Some("eur".into());
+        assert_eq!(e.validate().unwrap_err().field, "currency");
+        let mut e = cart();
+        e.action = None;
+        assert_eq!(e.validate().unwrap_err().field, "action");
+        let mut e = cart();
+        e.items = Some(vec![
+            Item {
+                id: "a".into(),
+                quantity: 1,
+                ..Item::default()
+            };
+            51
+        ]);
+        assert_eq!(e.validate().unwrap_err().field, "items");
+        // No price anywhere: currency is optional.
+        let mut e = cart();
+        e.currency = None;
+        e.items = Some(vec![Item {
+            id: "a".into(),
+            quantity: 2,
+            ..Item::default()
+        }]);
+        assert!(e.validate().is_ok());
+        let mut e = cart();
+        e.revenue = Some(f64::NAN);
+        assert_eq!(e.validate().unwrap_err().field, "revenue");
+    }
+
+    #[test]
+    fn wrong_json_types_are_errors() {
+        let bad = [
+            r#"{"type":"pageview","at":1.5,"pv":"k3J9xq2L","url":"https://a/"}"#,
+            r#"{"type":"pageview","at":"1","pv":"k3J9xq2L","url":"https://a/"}"#,
+            r#"{"type":"pageview","at":99999999999999999999,"pv":"k3J9xq2L","url":"https://a/"}"#,
+            r#"{"type":"nope","at":1,"pv":"k3J9xq2L","url":"https://a/"}"#,
+            r#"{"type":"engagement","at":1,"pv":"k3J9xq2L","url":"https://a/","scroll":300,"engaged_ms":1}"#,
+            r#"{"type":"cart","at":1,"pv":"k3J9xq2L","url":"https://a/","action":"steal"}"#,
+            r#"{"at":1,"pv":"k3J9xq2L","url":"https://a/"}"#,
+        ];
+        for b in bad {
+            assert!(serde_json::from_str::<Event>(b).is_err(), "{b}");
+        }
+    }
+
+    #[test]
+    fn time_derivation() {
+        let now = 1_763_850_000_000;
+        // Client clock 3 days behind: the event is still placed 5 s before receipt.
+        let skew = -3 * MAX_EVENT_AGE_MS;
+        assert_eq!(
+            derive_time(now, now + skew, now + skew - 5_000),
+            Ok(now - 5_000)
+        );
+        assert_eq!(derive_time(now, now, now), Ok(now));
+        // "at" after "sent_at" would place the event in the future.
+        assert_eq!(derive_time(now, now, now + 1), Err(TimeError::Stale));
+        assert_eq!(
+            derive_time(now, now, now - MAX_EVENT_AGE_MS),
+            Ok(now - MAX_EVENT_AGE_MS)
+        );
+        assert_eq!(
+            derive_time(now, now, now - MAX_EVENT_AGE_MS - 1),
+            Err(TimeError::Stale)
+        );
+        assert_eq!(derive_time(now, i64::MAX, i64::MIN), Err(TimeError::Stale));
+    }
+}
