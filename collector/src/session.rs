@@ -1,0 +1,1 @@
+//! The cookieless sessioniser (being written).
