@@ -1,12 +1,29 @@
 //! The Waymark collector: accepts the SDK's batches, enriches and sessionises them without
 //! cookies, stores them durably, and answers journey questions.
 //!
-//! Module map (see ARCHITECTURE.md for the invariants):
+//! Module map (ARCHITECTURE.md has the invariants):
+//! - [`server`]: the HTTP shell (hyper): routing, CORS, limits, graceful shutdown.
+//! - [`ingest`]: pure pipeline from a body to a [`store::BatchWrite`]: decode, validate, derive
+//!   time, scrub, sessionise, fold into session deltas.
 //! - [`session`]: the cookieless sessioniser, a pure state machine (time is an input).
+//! - [`visitor`]: client IP rules and the salted HMAC visitor key.
 //! - [`enrich`]: user agent → browser/OS/device and bot verdict, referrer → source/medium, URL
-//!   normalisation, optional GeoIP country. Pure apart from reading the GeoIP file once.
+//!   normalisation, optional GeoIP country.
+//! - [`writer`]: the single writer thread doing group commits behind a bounded queue.
+//! - [`store`]: the `Store` trait and its embedded SQLite implementation; only it knows SQL.
+//! - [`assets`], [`metrics`], [`auth`], [`config`], [`error`]: the small pieces around them.
 
 #![forbid(unsafe_code)]
 
+pub mod assets;
+pub mod auth;
+pub mod config;
 pub mod enrich;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod server;
 pub mod session;
+pub mod store;
+pub mod visitor;
+pub mod writer;

@@ -1,1 +1,273 @@
-fn main() {}
+//! The `waymark` binary: parses flags, builds the one `Config` (file → `WAYMARK_*` env → flags),
+//! and calls into the library. Nothing else lives here.
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+use waymark_collector::config::{Config, FileConfig};
+use waymark_collector::store::sqlite::SqliteStore;
+use waymark_collector::store::{Site, Store};
+
+/// Waymark: privacy-first, cookieless customer-journey analytics.
+#[derive(Parser)]
+#[command(name = "waymark", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector.
+    Serve(ServeArgs),
+    /// Manage the sites allowed to send events.
+    Site {
+        #[command(subcommand)]
+        command: SiteCommand,
+    },
+    /// Manage API tokens for the report API.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SiteCommand {
+    /// Register a site (or replace its origins).
+    Add {
+        /// Site id, 1-64 of [a-z0-9._-].
+        site: String,
+        /// Origin allowed to send for the site, e.g. https://shop.example (repeatable).
+        #[arg(long = "origin", required = true)]
+        origins: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List registered sites.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it once; only its hash is stored.
+    Create {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// TOML config file.
+    #[arg(long, env = "WAYMARK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory of the embedded store.
+    #[arg(long, env = "WAYMARK_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "WAYMARK_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Store: `sqlite` (embedded, in the data dir) [default: sqlite].
+    #[arg(long, env = "WAYMARK_STORE")]
+    store: Option<String>,
+    /// Largest request body in bytes [default: 65536].
+    #[arg(long, env = "WAYMARK_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Inactivity in seconds after which a session ends [default: 1800].
+    #[arg(long, env = "WAYMARK_SESSION_TIMEOUT_SECS")]
+    session_timeout_secs: Option<u64>,
+    /// Most open sessions kept in memory [default: 1000000].
+    #[arg(long, env = "WAYMARK_MAX_OPEN_SESSIONS")]
+    max_open_sessions: Option<usize>,
+    /// Proxy address whose Forwarded / X-Forwarded-For headers are trusted (repeatable).
+    #[arg(
+        long = "trusted-proxy",
+        env = "WAYMARK_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<IpAddr>,
+    /// Batches per second one client may send; bursts of ten times that [default: 20].
+    #[arg(long, env = "WAYMARK_RATE_LIMIT_PER_SECOND")]
+    rate_limit_per_second: Option<u32>,
+    /// Batches waiting for the writer before answering 503 [default: 4096].
+    #[arg(long, env = "WAYMARK_QUEUE_CAPACITY")]
+    queue_capacity: Option<usize>,
+    /// MaxMind-format country database (.mmdb) for the optional country field.
+    #[arg(long, env = "WAYMARK_GEOIP")]
+    geoip: Option<PathBuf>,
+    /// Directory of the built SDK, served under /sdk/ [default: sdk/dist if present].
+    #[arg(long, env = "WAYMARK_SDK_DIR")]
+    sdk_dir: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "WAYMARK_LOG_JSON")]
+    log_json: bool,
+}
+
+fn base_config(common: &Common) -> anyhow::Result<Config> {
+    let mut config = Config::default();
+    if let Some(path) = &common.config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        config = FileConfig::parse(&text)
+            .with_context(|| format!("in config file {}", path.display()))?
+            .apply(config);
+    }
+    if let Some(d) = &common.data_dir {
+        config.data_dir.clone_from(d);
+    }
+    Ok(config)
+}
+
+fn serve_config(a: &ServeArgs) -> anyhow::Result<Config> {
+    let mut c = base_config(&a.common)?;
+    match a.store.as_deref() {
+        None | Some("sqlite") => {}
+        Some(other) => anyhow::bail!("unsupported --store {other:?}: this build supports `sqlite`"),
+    }
+    if let Some(v) = a.listen {
+        c.listen = v;
+    }
+    if let Some(v) = a.max_body_bytes {
+        c.max_body_bytes = v;
+    }
+    if let Some(v) = a.session_timeout_secs {
+        c.session_timeout = Duration::from_secs(v);
+    }
+    if let Some(v) = a.max_open_sessions {
+        c.max_open_sessions = v;
+    }
+    if !a.trusted_proxies.is_empty() {
+        c.trusted_proxies.clone_from(&a.trusted_proxies);
+    }
+    if let Some(v) = a.rate_limit_per_second {
+        c.rate_limit_per_second = v;
+    }
+    if let Some(v) = a.queue_capacity {
+        c.queue_capacity = v;
+    }
+    if a.geoip.is_some() {
+        c.geoip.clone_from(&a.geoip);
+    }
+    if a.sdk_dir.is_some() {
+        c.sdk_dir.clone_from(&a.sdk_dir);
+    }
+    if c.sdk_dir.is_none() && std::path::Path::new("sdk/dist").is_dir() {
+        c.sdk_dir = Some(PathBuf::from("sdk/dist"));
+    }
+    Ok(c)
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WAYMARK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(args.log_json);
+            let config = serve_config(&args)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("binding {}", config.listen))?;
+                waymark_collector::server::serve(config, listener, shutdown_signal()).await?;
+                anyhow::Ok(())
+            })?;
+        }
+        Command::Site {
+            command:
+                SiteCommand::Add {
+                    site,
+                    origins,
+                    common,
+                },
+        } => {
+            anyhow::ensure!(
+                waymark_protocol::valid_site(&site),
+                "site id must be 1-64 of [a-z0-9._-], got {site:?}"
+            );
+            for o in &origins {
+                let u = url::Url::parse(o).with_context(|| format!("origin {o:?}"))?;
+                anyhow::ensure!(
+                    matches!(u.scheme(), "http" | "https") && u.origin().ascii_serialization() == *o,
+                    "origin must look like https://shop.example (scheme, host, optional port; no path), got {o:?}"
+                );
+            }
+            let config = base_config(&common)?;
+            let mut store = SqliteStore::open(&config.data_dir)?;
+            store.put_site(&Site {
+                id: site.clone(),
+                origins: origins.clone(),
+            })?;
+            println!("site {site} registered for {}", origins.join(", "));
+        }
+        Command::Site {
+            command: SiteCommand::List { common },
+        } => {
+            let config = base_config(&common)?;
+            let mut store = SqliteStore::open(&config.data_dir)?;
+            for s in store.sites()? {
+                println!("{}\t{}", s.id, s.origins.join(" "));
+            }
+        }
+        Command::Token {
+            command: TokenCommand::Create { common },
+        } => {
+            let config = base_config(&common)?;
+            let mut store = SqliteStore::open(&config.data_dir)?;
+            let token = waymark_collector::auth::new_token()
+                .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
+            store.add_token(
+                waymark_collector::auth::hash_token(&token),
+                waymark_collector::server::now_ms(),
+            )?;
+            println!("{token}");
+            eprintln!("Keep this token: it is shown once and only its hash is stored.");
+        }
+    }
+    Ok(())
+}

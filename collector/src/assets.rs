@@ -1,0 +1,153 @@
+//! Static files served from memory: the built SDK under `/sdk/` (`sdk/dist/`), with content types,
+//! ETags, caching headers, and the precompressed `.br` / `.gz` copies the SDK build writes.
+
+use crate::error::ApiError;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Response, StatusCode};
+use std::collections::HashMap;
+use std::path::Path;
+
+struct File {
+    body: Bytes,
+    gzip: Option<Bytes>,
+    brotli: Option<Bytes>,
+    etag: String,
+    content_type: &'static str,
+}
+
+/// A directory's files, read once at start-up.
+#[derive(Default)]
+pub struct Assets {
+    files: HashMap<String, File>,
+}
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next() {
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("wasm") => "application/wasm",
+        Some("json" | "map") => "application/json",
+        Some("ts") => "text/plain; charset=utf-8",
+        Some("html") => "text/html; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        _ => "application/octet-stream",
+    }
+}
+
+fn etag(body: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, body);
+    let hex: String = d.as_ref()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("\"{hex}\"")
+}
+
+impl Assets {
+    /// Reads the top-level files of `dir` (none when `dir` is `None` or missing).
+    pub fn load(dir: Option<&Path>) -> Assets {
+        let mut files = HashMap::new();
+        let Some(entries) = dir.and_then(|d| std::fs::read_dir(d).ok()) else {
+            return Assets { files };
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            if !path.is_file() || name.ends_with(".gz") || name.ends_with(".br") {
+                continue;
+            }
+            let Ok(body) = std::fs::read(&path) else {
+                continue;
+            };
+            let sibling = |ext: &str| {
+                std::fs::read(path.with_file_name(format!("{name}.{ext}")))
+                    .ok()
+                    .map(Bytes::from)
+            };
+            files.insert(
+                name.clone(),
+                File {
+                    etag: etag(&body),
+                    body: Bytes::from(body),
+                    gzip: sibling("gz"),
+                    brotli: sibling("br"),
+                    content_type: content_type(&name),
+                },
+            );
+        }
+        tracing::info!(files = files.len(), "static files loaded");
+        Assets { files }
+    }
+
+    /// The response for `name`, negotiated against the request's `Accept-Encoding`.
+    ///
+    /// # Errors
+    /// [`ApiError::NotFound`] for an unknown name.
+    pub fn get(&self, name: &str, req: &HeaderMap) -> Result<Response<Full<Bytes>>, ApiError> {
+        let f = self.files.get(name).ok_or(ApiError::NotFound)?;
+        let accepts = |enc: &str| {
+            req.get_all(header::ACCEPT_ENCODING)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|t| {
+                    let mut parts = t.split(';');
+                    let token = parts.next().unwrap_or("").trim();
+                    let zero_q = parts.any(|p| p.trim().replace(' ', "") == "q=0");
+                    token.eq_ignore_ascii_case(enc) && !zero_q
+                })
+        };
+        let mut r = Response::new(Full::new(Bytes::new()));
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(f.content_type),
+        );
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        // Names are not content-hashed, so caches revalidate after five minutes (ETag makes that
+        // a 304); the SDK may be loaded from any site's page, hence the open CORS.
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300, stale-while-revalidate=86400"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&f.etag) {
+            h.insert(header::ETAG, v);
+        }
+        let matches = req
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == f.etag));
+        if matches {
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            return Ok(r);
+        }
+        let (body, encoding) = match (&f.brotli, &f.gzip) {
+            (Some(b), _) if accepts("br") => (b.clone(), Some("br")),
+            (_, Some(g)) if accepts("gzip") => (g.clone(), Some("gzip")),
+            _ => (f.body.clone(), None),
+        };
+        if let Some(e) = encoding {
+            r.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static(e));
+        }
+        *r.body_mut() = Full::new(body);
+        Ok(r)
+    }
+}

@@ -1,0 +1,530 @@
+//! The HTTP shell: accept loop, routing, CORS, limits, and the glue between the pure ingestion
+//! pipeline ([`crate::ingest`]), the sessioniser, and the writer thread.
+//!
+//! Architecture Invariant: the client IP and user agent are used here only to compute the visitor
+//! key, rate-limit key and parsed client facts; they are never logged, stored or put in a metric.
+
+use crate::assets::Assets;
+use crate::config::Config;
+use crate::enrich::{EnrichError, Enricher};
+use crate::error::ApiError;
+use crate::ingest::{self, Context};
+use crate::session::{OpenSession, SessionConfig, Sessioniser, SiteIdx};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Site, Store, StoreError};
+use crate::visitor::{self, day_of, Salt};
+use crate::writer::{self, Job};
+use bytes::Bytes;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// Why the server could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Enrich(#[from] EnrichError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("random source failed")]
+    Random,
+}
+
+type Body = Full<Bytes>;
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+struct SiteEntry {
+    idx: SiteIdx,
+    origins: Vec<String>,
+}
+
+#[derive(Default)]
+struct Sites {
+    by_id: HashMap<String, SiteEntry>,
+    names: Vec<String>,
+    loaded: Option<Instant>,
+}
+
+impl Sites {
+    fn replace(&mut self, list: Vec<Site>) {
+        for site in list {
+            let idx = match self.by_id.get(&site.id) {
+                Some(e) => e.idx,
+                None => {
+                    self.names.push(site.id.clone());
+                    SiteIdx::try_from(self.names.len() - 1).unwrap_or(SiteIdx::MAX)
+                }
+            };
+            self.by_id.insert(
+                site.id,
+                SiteEntry {
+                    idx,
+                    origins: site.origins,
+                },
+            );
+        }
+        self.loaded = Some(Instant::now());
+    }
+}
+
+struct App {
+    config: Config,
+    sites: RwLock<Sites>,
+    sessions: Mutex<Sessioniser>,
+    enricher: Enricher,
+    salts: RwLock<BTreeMap<i64, Salt>>,
+    control: Mutex<Box<dyn Store>>,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    assets: Assets,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn random_u64() -> u64 {
+    // ring's SystemRandom reads the OS source; a failure here means the OS is broken.
+    visitor::random_bytes::<8>().map_or_else(|_| now_ms() as u64, u64::from_ne_bytes)
+}
+
+impl App {
+    /// The salt of a day, from memory or the store (creating it).
+    fn salt(&self, day: i64) -> Result<Salt, ServeError> {
+        if let Some(s) = read(&self.salts).get(&day) {
+            return Ok(*s);
+        }
+        let candidate = visitor::random_bytes::<32>().map_err(|_| ServeError::Random)?;
+        let salt = lock(&self.control).salt(day, candidate)?;
+        write(&self.salts).insert(day, salt);
+        Ok(salt)
+    }
+
+    /// Keeps today's and yesterday's salts, destroys older ones everywhere.
+    fn rotate_salts(&self, now: i64) -> Result<(), ServeError> {
+        let today = day_of(now);
+        self.salt(today)?;
+        self.salt(today - 1)?;
+        let n = lock(&self.control).forget_salts_before(today - 1)?;
+        write(&self.salts).retain(|d, _| *d >= today - 1);
+        if n > 0 {
+            tracing::info!(deleted = n, "destroyed old salts");
+        }
+        Ok(())
+    }
+
+    fn site(&self, id: &str) -> Result<(SiteIdx, Vec<String>), ApiError> {
+        if let Some(e) = read(&self.sites).by_id.get(id) {
+            return Ok((e.idx, e.origins.clone()));
+        }
+        // A site added with the CLI while we run: reload, at most every two seconds.
+        let stale = read(&self.sites)
+            .loaded
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(2));
+        if stale {
+            if let Ok(list) = lock(&self.control).sites() {
+                write(&self.sites).replace(list);
+            }
+        }
+        read(&self.sites)
+            .by_id
+            .get(id)
+            .map(|e| (e.idx, e.origins.clone()))
+            .ok_or(ApiError::UnknownSite)
+    }
+
+    fn origin_allowed_anywhere(&self, origin: &str) -> bool {
+        read(&self.sites)
+            .by_id
+            .values()
+            .any(|e| e.origins.iter().any(|o| o == origin))
+    }
+}
+
+/// Runs the collector on `listener` until `shutdown` completes, then finishes in-flight requests
+/// and commits before returning.
+///
+/// # Errors
+/// The store cannot be opened, or the GeoIP database cannot be read.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let metrics = crate::metrics::handle();
+    let mut control = SqliteStore::open(&config.data_dir)?;
+    let write_store = SqliteStore::open(&config.data_dir)?;
+    let enricher = Enricher::new(config.geoip.as_deref())?;
+    let assets = Assets::load(config.sdk_dir.as_deref());
+
+    let mut sites = Sites::default();
+    sites.replace(control.sites()?);
+    let session_cfg = SessionConfig {
+        timeout_ms: i64::try_from(config.session_timeout.as_millis()).unwrap_or(i64::MAX),
+        max_open: config.max_open_sessions,
+        ..SessionConfig::default()
+    };
+    let mut sessions = Sessioniser::new(session_cfg);
+    let since = now_ms() - session_cfg.timeout_ms;
+    let resumed: Vec<OpenSession> = control
+        .open_sessions(since)?
+        .into_iter()
+        .filter_map(|s| {
+            let idx = sites.by_id.get(&s.site)?.idx;
+            Some(OpenSession {
+                site: idx,
+                visitor: s.visitor,
+                id: s.id,
+                start: s.start,
+                last: s.last,
+                campaign: s.campaign_fp,
+            })
+        })
+        .collect();
+    tracing::info!(sessions = resumed.len(), "resumed open sessions");
+    sessions.restore(resumed);
+
+    let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+    let writer_thread = writer::spawn(Box::new(write_store), rx, config.max_group_commit.max(1))?;
+    let rate = NonZeroU32::new(config.rate_limit_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+    let burst = rate.saturating_mul(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN));
+    let app = Arc::new(App {
+        limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+        config,
+        sites: RwLock::new(sites),
+        sessions: Mutex::new(sessions),
+        enricher,
+        salts: RwLock::new(BTreeMap::new()),
+        control: Mutex::new(Box::new(control)),
+        writer: Mutex::new(Some(tx)),
+        metrics,
+        assets,
+    });
+    app.rotate_salts(now_ms())?;
+
+    let housekeeping = tokio::spawn(housekeeping(app.clone()));
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    tokio::pin!(shutdown);
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let app = app.clone();
+                let svc = hyper::service::service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, std::convert::Infallible>(route(&app, req, peer).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing in-flight requests");
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish within 30 s");
+    }
+    housekeeping.abort();
+    // Closing the queue lets the writer commit what is left and stop.
+    lock(&app.writer).take();
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Salt rotation, session expiry and the open-sessions gauge.
+async fn housekeeping(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        let now = now_ms();
+        if let Err(e) = app.rotate_salts(now) {
+            tracing::error!(error = %e, "salt rotation failed");
+        }
+        let open = {
+            let mut s = lock(&app.sessions);
+            // Sessions are written through on every batch, so expiring only frees memory.
+            let _ = s.expire(now);
+            let _ = s.take_evicted();
+            s.open_count()
+        };
+        metrics::gauge!("waymark_open_sessions").set(open as f64);
+        app.limiter.retain_recent();
+    }
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    let mut r = json(e.status(), &e.body());
+    if let Some(s) = e.retry_after() {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    r
+}
+
+async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let result = match (&method, path.as_str()) {
+        (&Method::POST, "/v1/batch") => batch(app, req, peer, origin.as_deref()).await,
+        (&Method::OPTIONS, "/v1/batch") => Ok(preflight(app, origin.as_deref())),
+        (_, "/v1/batch") => Err(ApiError::MethodNotAllowed),
+        (&Method::GET, "/healthz") => {
+            Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
+        }
+        (&Method::GET, "/metrics") => {
+            let mut r = Response::new(Full::new(Bytes::from(app.metrics.render())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            Ok(r)
+        }
+        (&Method::GET | &Method::HEAD, p) if p.starts_with("/sdk/") => {
+            app.assets.get(p.trim_start_matches("/sdk/"), req.headers())
+        }
+        _ => Err(ApiError::NotFound),
+    };
+    let mut response = result.unwrap_or_else(|e| error_response(&e));
+    if path == "/v1/batch" {
+        cors(app, &mut response, origin.as_deref());
+        metrics::counter!("waymark_requests_total", "status" => response.status().as_str().to_string())
+            .increment(1);
+    }
+    response
+}
+
+/// CORS headers, only for registered origins; never credentials.
+fn cors(app: &App, r: &mut Response<Body>, origin: Option<&str>) {
+    r.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(o) = origin.filter(|o| app.origin_allowed_anywhere(o)) {
+        if let Ok(v) = HeaderValue::from_str(o) {
+            r.headers_mut()
+                .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        }
+    }
+}
+
+fn preflight(app: &App, origin: Option<&str>) -> Response<Body> {
+    if !origin.is_some_and(|o| app.origin_allowed_anywhere(o)) {
+        return error_response(&ApiError::OriginNotAllowed);
+    }
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    r
+}
+
+fn header_values<'a>(h: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a str> {
+    h.get_all(name).iter().filter_map(|v| v.to_str().ok())
+}
+
+async fn batch(
+    app: &App,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    origin: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    let received = now_ms();
+    let headers = req.headers();
+    let ip = visitor::client_ip(
+        peer.ip(),
+        header_values(headers, "forwarded"),
+        header_values(headers, "x-forwarded-for"),
+        &app.config.trusted_proxies,
+    );
+    if let Err(not_until) = app.limiter.check_key(&ip) {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        return Err(ApiError::RateLimited {
+            retry_after_s: wait.as_secs().max(1),
+        });
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/json" && mime != "text/plain" {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let max = app.config.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(ApiError::TooLarge(max));
+    }
+    // Only the parsed facts leave this function; the raw string is dropped with the request.
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = Limited::new(req.into_body(), max)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::TooLarge(max)
+            } else {
+                ApiError::bad("body", "request body could not be read")
+            }
+        })?
+        .to_bytes();
+    let decoded = ingest::decode(&body)?;
+    let (site_idx, origins) = app.site(&decoded.site)?;
+    let site_id = decoded.site.clone();
+    if let Some(o) = origin {
+        if !origins.iter().any(|allowed| allowed == o) {
+            return Err(ApiError::OriginNotAllowed);
+        }
+    }
+    let client = app.enricher.client(&user_agent);
+    let country = app.enricher.country(ip);
+    let today = day_of(received);
+    // Only today's and yesterday's salts exist; older days have no key, on purpose.
+    let mut keys = [(today, 0), (today - 1, 0)];
+    for (day, key) in &mut keys {
+        let salt = app.salt(*day).map_err(|_| ApiError::StoreUnavailable)?;
+        *key = visitor::visitor_key(&salt, &decoded.site, ip, &user_agent);
+    }
+    drop(user_agent);
+    let outcome = {
+        let key_for_day = |day: i64| keys.iter().find(|(d, _)| *d == day).map(|(_, k)| *k);
+        let ctx = Context {
+            site: site_idx,
+            received,
+            client: &client,
+            country,
+            key_for_day: &key_for_day,
+        };
+        let mut sessions = lock(&app.sessions);
+        ingest::build(decoded, &ctx, &mut sessions, &mut random_u64)
+    };
+    let rejected = outcome.rejected.len();
+    let bot = client.bot.is_some();
+    let (done_tx, done_rx) = oneshot::channel();
+    let sender = lock(&app.writer)
+        .clone()
+        .ok_or(ApiError::Overloaded { retry_after_s: 5 })?;
+    sender
+        .try_send(Job {
+            write: outcome.write,
+            done: done_tx,
+        })
+        .map_err(|_| {
+            metrics::counter!("waymark_overload_total").increment(1);
+            ApiError::Overloaded { retry_after_s: 2 }
+        })?;
+    drop(sender);
+    let duplicate = match done_rx.await {
+        Ok(Ok(dup)) => dup,
+        _ => return Err(ApiError::StoreUnavailable),
+    };
+    if !duplicate {
+        let accepted_label = if bot { "bot" } else { "accepted" };
+        metrics::counter!("waymark_events_total", "outcome" => accepted_label)
+            .increment(u64::from(outcome.accepted));
+        metrics::counter!("waymark_events_total", "outcome" => "rejected")
+            .increment(rejected as u64);
+    }
+    tracing::debug!(
+        site = %site_id,
+        accepted = outcome.accepted,
+        rejected,
+        duplicate,
+        bot,
+        "batch stored"
+    );
+    let body = if duplicate {
+        serde_json::json!({"accepted": 0, "rejected": [], "duplicate": true})
+    } else {
+        serde_json::json!({"accepted": outcome.accepted, "rejected": outcome.rejected, "duplicate": false})
+    };
+    Ok(json(StatusCode::ACCEPTED, &body))
+}

@@ -1,0 +1,186 @@
+//! Storage behind one trait, so the embedded SQLite store and a ClickHouse store are
+//! interchangeable: batch writes (with de-duplication and session upserts in the same atomic
+//! write), the daily salts, open sessions for resuming, sites and API tokens.
+//!
+//! Architecture Invariant: only `store/` knows SQL. Nothing here ever receives a raw IP address
+//! or user-agent string: rows carry the visitor key and the parsed browser/OS/device only.
+
+pub mod sqlite;
+
+use crate::visitor::Salt;
+use waymark_protocol::{CartAction, EventType};
+
+/// A store failure. The HTTP layer answers 503 with `Retry-After` for any of them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store: {0}")]
+    Other(String),
+}
+
+/// One stored event: the enriched, scrubbed form of a protocol event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventRow {
+    pub session: u64,
+    pub visitor: u64,
+    /// Derived event time, ms since the epoch (collector clock).
+    pub ts: i64,
+    pub kind: EventType,
+    pub pv: String,
+    pub host: String,
+    pub path: String,
+    pub title: Option<String>,
+    pub scroll: Option<u8>,
+    pub engaged_ms: Option<u64>,
+    pub action: Option<CartAction>,
+    pub order_id: Option<String>,
+    pub revenue: Option<f64>,
+    pub currency: Option<String>,
+    /// The cart items as JSON (as received, validated).
+    pub items: Option<String>,
+    pub name: Option<String>,
+    /// Custom properties as JSON.
+    pub props: Option<String>,
+}
+
+/// Where a session came from: taken from its earliest page view.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Origin {
+    pub referrer_host: Option<String>,
+    pub source: String,
+    pub medium: String,
+    pub campaign: Option<String>,
+}
+
+/// The change one batch makes to one session. The store merges deltas (min start, max end,
+/// sums, entry from the earliest page view, exit from the latest), so deltas may arrive in any
+/// order and a session's row is always the merge of all its batches.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct SessionDelta {
+    pub id: u64,
+    pub visitor: u64,
+    pub start: i64,
+    pub end: i64,
+    /// Earliest page view of this batch in the session: time, path and origin.
+    pub entry: Option<(i64, String, Origin)>,
+    /// Latest page view of this batch in the session: time and path.
+    pub exit: Option<(i64, String)>,
+    pub pageviews: u32,
+    pub events: u32,
+    pub engaged_ms: u64,
+    pub max_scroll: u8,
+    pub cart_adds: u32,
+    pub checkout: bool,
+    pub purchase: bool,
+    pub revenue: f64,
+    pub currency: Option<String>,
+    /// Fingerprint of (source, medium, campaign) the sessioniser compares; stored for resuming.
+    pub campaign_fp: Option<u64>,
+    pub browser: String,
+    pub os: String,
+    pub device: String,
+    pub country: Option<String>,
+}
+
+/// Why events were not counted as visits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dropped {
+    Bot(&'static str),
+    Rejected,
+    Stale,
+}
+
+impl Dropped {
+    /// `(reason, detail)` as stored and reported.
+    pub fn parts(self) -> (&'static str, &'static str) {
+        match self {
+            Dropped::Bot(detail) => ("bot", detail),
+            Dropped::Rejected => ("rejected", ""),
+            Dropped::Stale => ("stale", ""),
+        }
+    }
+}
+
+/// Everything one accepted batch writes, atomically.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct BatchWrite {
+    pub site: String,
+    pub batch_id: String,
+    pub received: i64,
+    pub events: Vec<EventRow>,
+    pub sessions: Vec<SessionDelta>,
+    pub dropped: Vec<(Dropped, u32)>,
+}
+
+/// An open session as stored, for resuming after a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSession {
+    pub site: String,
+    pub visitor: u64,
+    pub id: u64,
+    pub start: i64,
+    pub last: i64,
+    pub campaign_fp: Option<u64>,
+}
+
+/// A registered site and the origins allowed to send for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Site {
+    pub id: String,
+    pub origins: Vec<String>,
+}
+
+/// The storage interface. Implementations are used from one thread at a time (the writer
+/// thread owns one; other work opens its own), so methods take `&mut self`.
+pub trait Store: Send {
+    /// Writes the batches in one durable transaction. A batch whose `(site, batch_id)` was
+    /// stored before is skipped whole; the result says, per batch, whether it was a duplicate.
+    ///
+    /// # Errors
+    /// Nothing was written.
+    fn write(&mut self, batches: &[BatchWrite]) -> Result<Vec<bool>, StoreError>;
+
+    /// The salt of a UTC day, created from `candidate` if none exists yet (the first written
+    /// wins, so collectors sharing a store agree).
+    ///
+    /// # Errors
+    /// The store could not be read or written.
+    fn salt(&mut self, day: i64, candidate: Salt) -> Result<Salt, StoreError>;
+
+    /// Destroys the salts of days before `day`; returns how many were deleted.
+    ///
+    /// # Errors
+    /// The store could not be written.
+    fn forget_salts_before(&mut self, day: i64) -> Result<usize, StoreError>;
+
+    /// Sessions whose last event is at or after `since` (ms).
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn open_sessions(&mut self, since: i64) -> Result<Vec<StoredSession>, StoreError>;
+
+    /// All registered sites.
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn sites(&mut self) -> Result<Vec<Site>, StoreError>;
+
+    /// Registers a site, or replaces its origins.
+    ///
+    /// # Errors
+    /// The store could not be written.
+    fn put_site(&mut self, site: &Site) -> Result<(), StoreError>;
+
+    /// Stores the SHA-256 hash of a new API token.
+    ///
+    /// # Errors
+    /// The store could not be written.
+    fn add_token(&mut self, hash: [u8; 32], created: i64) -> Result<(), StoreError>;
+
+    /// Whether a token hash is known.
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn has_token(&mut self, hash: [u8; 32]) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the collector over real HTTP against the real server (one test binary).
+
+mod harness;
+mod hostile;
+mod privacy;
+mod process;
+mod protocol;
+mod static_files;

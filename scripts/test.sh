@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh Debian 12 machine (as root): installs what is missing, then
+# formatting and lints, 60 s of fuzzing the batch decoder, the SDK's browser tests, and the
+# workspace's unit and integration tests (real HTTP, real SQLite files, the real binary).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+echo "== fmt and clippy"
+cargo fmt --all -- --check
+cargo clippy -q --workspace --all-targets -- -D warnings
+
+echo "== fuzz the batch decoder for 60 s"
+(cd fuzz && cargo +nightly fuzz run -s none batch_decoder corpus/batch_decoder -- -max_total_time=60 -rss_limit_mb=4096 2>&1 | tail -n 3)
+
+echo "== workspace tests"
+# MaxMind's fake test database (from the maxminddb PyPI sdist, hash-pinned) for the GeoIP test.
+WAYMARK_TEST_GEOIP="$(bash collector/tests/fetch-geoip-test-db.sh)"
+export WAYMARK_TEST_GEOIP
+cargo test --workspace 2>&1 | tee target/test-output.txt | grep -E '^(test result|running|error|failures|---- )|panicked' || true
+# The summary: one closing line for the whole run.
+passed=$(awk '/^test result:/ {p += $4} END {print p + 0}' target/test-output.txt)
+failed=$(awk '/^test result:/ {f += $6} END {print f + 0}' target/test-output.txt)
+if grep -qE '^error(\[|:)|test result: FAILED' target/test-output.txt || [ "$failed" != 0 ]; then
+  grep -E -A 30 '^failures:' target/test-output.txt | head -n 120 || true
+  echo "$passed passed, $failed failed"
+  exit 1
+fi
+echo "$passed passed, $failed failed"
