@@ -32,6 +32,8 @@ fn content_type(name: &str) -> &'static str {
         Some("html") => "text/html; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",
         Some("svg") => "image/svg+xml",
+        Some("txt") => "text/plain; charset=utf-8",
+        Some("ico") => "image/x-icon",
         Some("png") => "image/png",
         _ => "application/octet-stream",
     }
@@ -46,46 +48,66 @@ fn etag(body: &[u8]) -> String {
     format!("\"{hex}\"")
 }
 
+fn read_tree(dir: &Path, prefix: &str, files: &mut HashMap<String, File>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        if name.starts_with('.') || name == "node_modules" {
+            continue;
+        }
+        let key = format!("{prefix}{name}");
+        if path.is_dir() {
+            read_tree(&path, &format!("{key}/"), files);
+            continue;
+        }
+        if name.ends_with(".gz") || name.ends_with(".br") {
+            continue;
+        }
+        let Ok(body) = std::fs::read(&path) else {
+            continue;
+        };
+        let sibling = |ext: &str| {
+            std::fs::read(path.with_file_name(format!("{name}.{ext}")))
+                .ok()
+                .map(Bytes::from)
+        };
+        files.insert(
+            key,
+            File {
+                etag: etag(&body),
+                body: Bytes::from(body),
+                gzip: sibling("gz"),
+                brotli: sibling("br"),
+                content_type: content_type(&name),
+            },
+        );
+    }
+}
+
 impl Assets {
-    /// Reads the top-level files of `dir` (none when `dir` is `None` or missing).
+    /// Reads the files of `dir` and its subdirectories (none when `dir` is `None` or missing),
+    /// keyed by their `/`-separated relative path.
     pub fn load(dir: Option<&Path>) -> Assets {
         let mut files = HashMap::new();
-        let Some(entries) = dir.and_then(|d| std::fs::read_dir(d).ok()) else {
-            return Assets { files };
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(str::to_string)
-            else {
-                continue;
-            };
-            if !path.is_file() || name.ends_with(".gz") || name.ends_with(".br") {
-                continue;
-            }
-            let Ok(body) = std::fs::read(&path) else {
-                continue;
-            };
-            let sibling = |ext: &str| {
-                std::fs::read(path.with_file_name(format!("{name}.{ext}")))
-                    .ok()
-                    .map(Bytes::from)
-            };
-            files.insert(
-                name.clone(),
-                File {
-                    etag: etag(&body),
-                    body: Bytes::from(body),
-                    gzip: sibling("gz"),
-                    brotli: sibling("br"),
-                    content_type: content_type(&name),
-                },
-            );
+        if let Some(dir) = dir {
+            read_tree(dir, "", &mut files);
         }
         tracing::info!(files = files.len(), "static files loaded");
         Assets { files }
+    }
+
+    /// Whether a file of that relative path exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.files.contains_key(name)
     }
 
     /// The response for `name`, negotiated against the request's `Accept-Encoding`.

@@ -31,6 +31,8 @@ pub struct Config {
     pub geoip: Option<PathBuf>,
     /// Directory with the built SDK served under `/sdk/` (`sdk/dist`).
     pub sdk_dir: Option<PathBuf>,
+    /// The demo shop (`demo-site/`), served at `/` with its site `demo-shop` registered.
+    pub demo_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -47,6 +49,7 @@ impl Default for Config {
             max_group_commit: 512,
             geoip: None,
             sdk_dir: None,
+            demo_dir: None,
         }
     }
 }

@@ -110,6 +110,9 @@ struct ServeArgs {
     /// Directory of the built SDK, served under /sdk/ [default: sdk/dist if present].
     #[arg(long, env = "WAYMARK_SDK_DIR")]
     sdk_dir: Option<PathBuf>,
+    /// Also serve the demo shop (demo-site/) at / and register its site `demo-shop`.
+    #[arg(long)]
+    demo: bool,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "WAYMARK_LOG_JSON")]
     log_json: bool,
@@ -162,6 +165,13 @@ fn serve_config(a: &ServeArgs) -> anyhow::Result<Config> {
     }
     if a.sdk_dir.is_some() {
         c.sdk_dir.clone_from(&a.sdk_dir);
+    }
+    if a.demo {
+        anyhow::ensure!(
+            std::path::Path::new("demo-site").is_dir(),
+            "--demo serves ./demo-site: run it from the repository root"
+        );
+        c.demo_dir = Some(PathBuf::from("demo-site"));
     }
     if c.sdk_dir.is_none() && std::path::Path::new("sdk/dist").is_dir() {
         c.sdk_dir = Some(PathBuf::from("sdk/dist"));

@@ -98,6 +98,7 @@ struct App {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     assets: Assets,
+    demo: Assets,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -185,6 +186,18 @@ pub async fn serve(
     let write_store = SqliteStore::open(&config.data_dir)?;
     let enricher = Enricher::new(config.geoip.as_deref())?;
     let assets = Assets::load(config.sdk_dir.as_deref());
+    let demo = Assets::load(config.demo_dir.as_deref());
+    if config.demo_dir.is_some() {
+        // The demo shop is served from this very origin; register it for that origin.
+        let port = listener.local_addr()?.port();
+        control.put_site(&Site {
+            id: DEMO_SITE.into(),
+            origins: vec![
+                format!("http://127.0.0.1:{port}"),
+                format!("http://localhost:{port}"),
+            ],
+        })?;
+    }
 
     let mut sites = Sites::default();
     sites.replace(control.sites()?);
@@ -228,6 +241,7 @@ pub async fn serve(
         writer: Mutex::new(Some(tx)),
         metrics,
         assets,
+        demo,
     });
     app.rotate_salts(now_ms())?;
 
@@ -347,6 +361,7 @@ async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<
         (&Method::GET | &Method::HEAD, p) if p.starts_with("/sdk/") => {
             app.assets.get(p.trim_start_matches("/sdk/"), req.headers())
         }
+        (&Method::GET | &Method::HEAD, p) => demo_page(&app.demo, p, req.headers()),
         _ => Err(ApiError::NotFound),
     };
     let mut response = result.unwrap_or_else(|e| error_response(&e));
@@ -356,6 +371,25 @@ async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<
             .increment(1);
     }
     response
+}
+
+/// The site id `--demo` registers.
+pub const DEMO_SITE: &str = "demo-shop";
+
+/// A demo-shop page: `/` and `/dir/` are `index.html`; any `/app/…` path is the single-page
+/// app's `app/index.html` (it routes on the client).
+fn demo_page(demo: &Assets, path: &str, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
+    let mut name = path.trim_start_matches('/').to_string();
+    if name.is_empty() || name.ends_with('/') {
+        name.push_str("index.html");
+    }
+    if !demo.contains(&name) && demo.contains(&format!("{name}/index.html")) {
+        name.push_str("/index.html");
+    }
+    if !demo.contains(&name) && (name == "app" || name.starts_with("app/")) {
+        name = "app/index.html".into();
+    }
+    demo.get(&name, headers)
 }
 
 /// CORS headers, only for registered origins; never credentials.
