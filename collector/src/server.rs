@@ -113,9 +113,14 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn random_u64() -> u64 {
+/// A new session id: 32 random bits under the creation second (like UUIDv7), so ids are
+/// unpredictable and never derived from the visitor, yet ordered by time, which keeps the
+/// store's session upserts on a few hot b-tree pages instead of random ones.
+fn new_session_id() -> u64 {
+    let secs = u64::try_from(now_ms() / 1000).unwrap_or(0) & 0x7fff_ffff;
     // ring's SystemRandom reads the OS source; a failure here means the OS is broken.
-    visitor::random_bytes::<8>().map_or_else(|_| now_ms() as u64, u64::from_ne_bytes)
+    let random = visitor::random_bytes::<4>().map_or(0, u32::from_ne_bytes);
+    (secs << 32) | u64::from(random)
 }
 
 impl App {
@@ -228,6 +233,10 @@ pub async fn serve(
 
     let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
     let writer_thread = writer::spawn(Box::new(write_store), rx, config.max_group_commit.max(1))?;
+    let (stop_maintenance, maintenance_thread) = writer::spawn_maintenance(
+        Box::new(SqliteStore::open(&config.data_dir)?),
+        Duration::from_millis(500),
+    )?;
     let rate = NonZeroU32::new(config.rate_limit_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
     let burst = rate.saturating_mul(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN));
     let app = Arc::new(App {
@@ -290,7 +299,12 @@ pub async fn serve(
     housekeeping.abort();
     // Closing the queue lets the writer commit what is left and stop.
     lock(&app.writer).take();
-    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = writer_thread.join();
+        drop(stop_maintenance);
+        let _ = maintenance_thread.join();
+    })
+    .await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -518,7 +532,7 @@ async fn batch(
             key_for_day: &key_for_day,
         };
         let mut sessions = lock(&app.sessions);
-        ingest::build(decoded, &ctx, &mut sessions, &mut random_u64)
+        ingest::build(decoded, &ctx, &mut sessions, &mut new_session_id)
     };
     let rejected = outcome.rejected.len();
     let bot = client.bot.is_some();

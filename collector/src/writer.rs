@@ -61,3 +61,28 @@ pub fn spawn(
             tracing::info!("writer drained and stopped");
         })
 }
+
+/// Starts the store's maintenance thread (see [`Store::maintain`]); it stops when the returned
+/// sender is dropped.
+///
+/// # Errors
+/// The operating system refused a new thread.
+pub fn spawn_maintenance(
+    mut store: Box<dyn Store>,
+    every: std::time::Duration,
+) -> std::io::Result<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name("waymark-maintenance".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every)
+            {
+                if let Err(e) = store.maintain() {
+                    tracing::warn!(error = %e, "store maintenance failed");
+                }
+            }
+            // A last round so a clean stop leaves a checkpointed store.
+            let _ = store.maintain();
+        })?;
+    Ok((stop, handle))
+}

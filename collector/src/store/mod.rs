@@ -178,6 +178,13 @@ pub trait Store: Send {
     /// The store could not be written.
     fn add_token(&mut self, hash: [u8; 32], created: i64) -> Result<(), StoreError>;
 
+    /// Periodic upkeep that must not run on the writer's hot path (SQLite: checkpoint the WAL
+    /// into the database file). Called about twice a second from its own thread.
+    ///
+    /// # Errors
+    /// The store could not be written.
+    fn maintain(&mut self) -> Result<(), StoreError>;
+
     /// Whether a token hash is known.
     ///
     /// # Errors
