@@ -1,0 +1,32 @@
+/* Script-tag loader, appended by `cargo xtask build-sdk` to the wasm-bindgen `no-modules` glue
+ * (`wasm_bindgen` below); both are wrapped in one function so nothing but `window.waymark` leaks.
+ * It installs the queueing stub of SDK.md (if the page has none), loads `waymark_bg.wasm` from
+ * beside this script, starts the SDK with the tag's data- attributes, then replays the queued
+ * calls in order and replaces the stub. Nothing here may throw into the page. */
+var w = window;
+var s = document.currentScript;
+var noop = function () {};
+var stub = w.waymark = w.waymark || function () { (stub.q = stub.q || []).push(arguments); };
+var attr = function (name) { return s.getAttribute('data-' + name); };
+if (!s || !s.src || typeof WebAssembly != 'object') {
+  w.waymark = noop;
+  return;
+}
+wasm_bindgen({ module_or_path: new URL('waymark_bg.wasm', s.src) }).then(function () {
+  var run = function () {
+    try { wasm_bindgen.command.apply(null, arguments); } catch (e) { /* never throw into the page */ }
+  };
+  try {
+    wasm_bindgen.start({
+      site: attr('site'),
+      endpoint: attr('endpoint') || new URL(s.src).origin,
+      consent: attr('consent'),
+      spa: attr('spa'),
+      keepParams: attr('keep-params'),
+      autoCart: attr('auto-cart')
+    });
+  } catch (e) { /* the SDK stays off */ }
+  var queued = w.waymark.q || [];
+  w.waymark = run;
+  for (var i = 0; i < queued.length; i++) run.apply(null, queued[i]);
+}, function () { w.waymark = noop; });
