@@ -8,7 +8,7 @@
 use crate::enrich::{classify_source, parse_page_url, ClientInfo};
 use crate::error::ApiError;
 use crate::session::{Hit, SessionId, Sessioniser, SiteIdx, VisitorKey};
-use crate::store::{BatchWrite, Dropped, EventRow, Origin, SessionDelta};
+use crate::store::{BatchWrite, Dropped, Engagement, EventRow, Origin, SessionDelta};
 use crate::visitor::day_of;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -295,8 +295,22 @@ pub fn build(
                 }
             }
             EventType::Engagement => {
-                delta.engaged_ms += e.engaged_ms.unwrap_or(0);
-                delta.max_scroll = delta.max_scroll.max(e.scroll.unwrap_or(0));
+                let (scroll, engaged) = (e.scroll.unwrap_or(0), e.engaged_ms.unwrap_or(0));
+                match write.engagement.iter_mut().find(|g| g.pv == e.pv) {
+                    Some(g) => {
+                        g.scroll = g.scroll.max(scroll);
+                        g.engaged_ms = g.engaged_ms.max(engaged);
+                        g.ts = g.ts.max(ts);
+                    }
+                    None => write.engagement.push(Engagement {
+                        session: assigned.session,
+                        pv: e.pv.clone(),
+                        path: path.clone(),
+                        ts,
+                        scroll,
+                        engaged_ms: engaged,
+                    }),
+                }
             }
             EventType::Cart => match e.action {
                 Some(CartAction::Add) => delta.cart_adds += 1,
@@ -496,6 +510,10 @@ mod tests {
                 NOW - 100
             ),
             format!(
+                r#"{{"type":"engagement","at":{},"pv":"pv000002","url":"https://shop.example/b","scroll":60,"engaged_ms":6000}}"#,
+                NOW - 50
+            ),
+            format!(
                 r#"{{"type":"pageview","at":{},"pv":"pv000002","url":"https://shop.example/b?email=a@b.co"}}"#,
                 NOW - 2000
             ),
@@ -509,20 +527,24 @@ mod tests {
             ),
         ];
         let out = run(&body(&events.join(",")), None);
-        assert_eq!(out.accepted, 4);
+        assert_eq!(out.accepted, 5);
         assert_eq!(out.write.sessions.len(), 1);
         let s = &out.write.sessions[0];
         assert_eq!(
             (s.start, s.end, s.pageviews, s.events),
-            (NOW - 3000, NOW - 100, 2, 4)
+            (NOW - 3000, NOW - 50, 2, 5)
         );
         let (_, entry, origin) = s.entry.as_ref().unwrap();
         assert_eq!(entry, "/a/[email]");
         assert_eq!(origin.source, "google");
         assert_eq!(s.exit.as_ref().unwrap().1, "/b");
+        assert_eq!((s.purchase, s.revenue), (true, 25.0));
+        // Engagement is cumulative per page view: the batch keeps the maxima.
+        assert_eq!(out.write.engagement.len(), 1);
+        let g = &out.write.engagement[0];
         assert_eq!(
-            (s.engaged_ms, s.max_scroll, s.purchase, s.revenue),
-            (4000, 80, true, 25.0)
+            (g.pv.as_str(), g.path.as_str(), g.scroll, g.engaged_ms),
+            ("pv000002", "/b", 80, 6000)
         );
         assert_eq!(s.currency.as_deref(), Some("EUR"));
         let order: Vec<i64> = out.write.events.iter().map(|e| e.ts).collect();

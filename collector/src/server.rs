@@ -414,6 +414,11 @@ fn cors(app: &App, r: &mut Response<Body>, origin: Option<&str>) {
         if let Ok(v) = HeaderValue::from_str(o) {
             r.headers_mut()
                 .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            // Not CORS-safelisted: without this the SDK cannot honour Retry-After.
+            r.headers_mut().insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("Retry-After"),
+            );
         }
     }
 }

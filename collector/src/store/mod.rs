@@ -68,8 +68,6 @@ pub struct SessionDelta {
     pub exit: Option<(i64, String)>,
     pub pageviews: u32,
     pub events: u32,
-    pub engaged_ms: u64,
-    pub max_scroll: u8,
     pub cart_adds: u32,
     pub checkout: bool,
     pub purchase: bool,
@@ -81,6 +79,19 @@ pub struct SessionDelta {
     pub os: String,
     pub device: String,
     pub country: Option<String>,
+}
+
+/// The engagement of one page view as this batch reports it. The SDK sends cumulative values
+/// (deepest scroll so far, engaged time so far), possibly several times per page view, so the
+/// store keeps the maximum per page view and adds only the gain to its session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Engagement {
+    pub session: u64,
+    pub pv: String,
+    pub path: String,
+    pub ts: i64,
+    pub scroll: u8,
+    pub engaged_ms: u64,
 }
 
 /// Why events were not counted as visits.
@@ -110,6 +121,8 @@ pub struct BatchWrite {
     pub received: i64,
     pub events: Vec<EventRow>,
     pub sessions: Vec<SessionDelta>,
+    /// Per page view, the largest values in this batch.
+    pub engagement: Vec<Engagement>,
     pub dropped: Vec<(Dropped, u32)>,
 }
 

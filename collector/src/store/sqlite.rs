@@ -92,6 +92,16 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL,
         count INTEGER NOT NULL,
         PRIMARY KEY (site, day, reason, detail)
+     ) WITHOUT ROWID;
+     CREATE TABLE engagement (
+        site TEXT NOT NULL,
+        pv TEXT NOT NULL,
+        session_id INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        scroll INTEGER NOT NULL,
+        engaged_ms INTEGER NOT NULL,
+        PRIMARY KEY (site, pv)
      ) WITHOUT ROWID;",
 ];
 
@@ -101,8 +111,8 @@ const UPSERT_SESSION: &str = "
 INSERT INTO sessions (id, site, visitor, start_ms, end_ms, entry_ms, entry_path, exit_ms, exit_path,
     referrer_host, source, medium, campaign, campaign_fp, pageviews, events, engaged_ms, max_scroll,
     cart_adds, checkout, purchase, revenue, currency, browser, os, device, country)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-    ?21, ?22, ?23, ?24, ?25, ?26, ?27)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?17, ?18,
+    ?19, ?20, ?21, ?22, ?23, ?24, ?25)
 ON CONFLICT (id) DO UPDATE SET
     start_ms = min(start_ms, excluded.start_ms),
     end_ms = max(end_ms, excluded.end_ms),
@@ -117,8 +127,6 @@ ON CONFLICT (id) DO UPDATE SET
     exit_ms = CASE WHEN excluded.exit_ms IS NOT NULL AND (exit_ms IS NULL OR excluded.exit_ms >= exit_ms) THEN excluded.exit_ms ELSE exit_ms END,
     pageviews = pageviews + excluded.pageviews,
     events = events + excluded.events,
-    engaged_ms = engaged_ms + excluded.engaged_ms,
-    max_scroll = max(max_scroll, excluded.max_scroll),
     cart_adds = cart_adds + excluded.cart_adds,
     checkout = max(checkout, excluded.checkout),
     purchase = max(purchase, excluded.purchase),
@@ -201,6 +209,20 @@ impl Store for SqliteStore {
             )?;
             let mut event_stmt = tx.prepare_cached(INSERT_EVENT)?;
             let mut session_stmt = tx.prepare_cached(UPSERT_SESSION)?;
+            let mut old_engaged =
+                tx.prepare_cached("SELECT engaged_ms FROM engagement WHERE site = ?1 AND pv = ?2")?;
+            let mut engagement_stmt = tx.prepare_cached(
+                "INSERT INTO engagement (site, pv, session_id, path, ts, scroll, engaged_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (site, pv) DO UPDATE SET
+                    scroll = max(scroll, excluded.scroll),
+                    engaged_ms = max(engaged_ms, excluded.engaged_ms),
+                    ts = max(ts, excluded.ts)",
+            )?;
+            let mut gain_stmt = tx.prepare_cached(
+                "UPDATE sessions SET engaged_ms = engaged_ms + ?1, max_scroll = max(max_scroll, ?2)
+                 WHERE id = ?3",
+            )?;
             let mut dropped_stmt = tx.prepare_cached(
                 "INSERT INTO dropped (site, day, reason, detail, count) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (site, day, reason, detail) DO UPDATE SET count = count + excluded.count",
@@ -259,8 +281,6 @@ impl Store for SqliteStore {
                         s.campaign_fp.map(i),
                         s.pageviews,
                         s.events,
-                        s.engaged_ms.min(i64::MAX as u64) as i64,
-                        s.max_scroll,
                         s.cart_adds,
                         s.checkout,
                         s.purchase,
@@ -270,6 +290,27 @@ impl Store for SqliteStore {
                         s.os,
                         s.device,
                         s.country,
+                    ])?;
+                }
+                for g in &b.engagement {
+                    let engaged = i64::try_from(g.engaged_ms).unwrap_or(i64::MAX);
+                    let before: i64 = old_engaged
+                        .query_row(params![b.site, g.pv], |r| r.get(0))
+                        .optional()?
+                        .unwrap_or(0);
+                    engagement_stmt.execute(params![
+                        b.site,
+                        g.pv,
+                        i(g.session),
+                        g.path,
+                        g.ts,
+                        g.scroll,
+                        engaged
+                    ])?;
+                    gain_stmt.execute(params![
+                        (engaged - before).max(0),
+                        g.scroll,
+                        i(g.session)
                     ])?;
                 }
                 let day = crate::visitor::day_of(b.received);
@@ -382,7 +423,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Dropped, EventRow, Origin, SessionDelta};
+    use crate::store::{Dropped, Engagement, EventRow, Origin, SessionDelta};
     use waymark_protocol::EventType;
 
     fn batch(id: &str, session: u64, ts: i64, path: &str) -> BatchWrite {
@@ -430,6 +471,14 @@ mod tests {
                 device: "desktop".into(),
                 ..SessionDelta::default()
             }],
+            engagement: vec![Engagement {
+                session,
+                pv: "pv000001".into(),
+                path: path.into(),
+                ts,
+                scroll: (ts / 100) as u8,
+                engaged_ms: ts as u64,
+            }],
             dropped: vec![(Dropped::Rejected, 2)],
         }
     }
@@ -464,6 +513,14 @@ mod tests {
             (2, 1_000, 2_000, "/a", "/b", 2)
         );
         assert_eq!(source, "src1000");
+        // The same page view reported twice (cumulatively): the maximum counts, not the sum.
+        let (engaged, scroll): (i64, i64) = s
+            .conn
+            .query_row("SELECT engaged_ms, max_scroll FROM sessions", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((engaged, scroll), (2_000, 20));
         let dropped: i64 = s
             .conn
             .query_row("SELECT sum(count) FROM dropped", [], |r| r.get(0))

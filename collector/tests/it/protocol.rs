@@ -236,6 +236,10 @@ fn full_queue_is_503_with_retry_after_and_loses_nothing_acknowledged() {
     let third = post(&s, &body(&batch_id(), now, &[pageview(now - 3, "/")]));
     assert_eq!(third.status, 503, "{}", third.body);
     assert!(third.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(
+        third.header("access-control-expose-headers"),
+        Some("Retry-After")
+    );
     blocker.execute_batch("COMMIT").unwrap();
     assert_eq!(first.join().unwrap().status, 202);
     assert_eq!(second.join().unwrap().status, 202);
