@@ -25,4 +25,6 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wbg" ]; the
   cargo install -q wasm-bindgen-cli --version "$wbg"
 fi
 command -v cargo-fuzz >/dev/null || cargo install -q cargo-fuzz
+# Firefox ESR is driven through geckodriver, from crates.io (it never downloads a browser).
+command -v geckodriver >/dev/null || cargo install -q geckodriver
 echo "setup: done"

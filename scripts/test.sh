@@ -10,13 +10,26 @@ echo "== fmt and clippy"
 cargo fmt --all -- --check
 cargo clippy -q --workspace --all-targets -- -D warnings
 
+echo "== build the SDK (sdk/dist: script tag and npm package)"
+cargo xtask build-sdk
+cargo xtask size
+
+echo "== SDK browser tests (wasm-bindgen-test in Chromium and Firefox ESR)"
+mkdir -p target
+if ! bash sdk/run-browser-tests.sh > target/sdk-browser-tests.txt 2>&1; then
+  tail -n 60 target/sdk-browser-tests.txt
+  exit 1
+fi
+grep -E '^(== |test result)' target/sdk-browser-tests.txt
+
 echo "== fuzz the batch decoder for 60 s"
-(cd fuzz && cargo +nightly fuzz run -s none batch_decoder corpus/batch_decoder -- -max_total_time=60 -rss_limit_mb=4096 2>&1 | tail -n 3)
+(cd fuzz && cargo +nightly fuzz run -s none batch_decoder corpus/batch_decoder -- -max_total_time=60 -rss_limit_mb=4096 2>&1 | tail -n 20)
 
 echo "== workspace tests"
 # MaxMind's fake test database (from the maxminddb PyPI sdist, hash-pinned) for the GeoIP test.
 WAYMARK_TEST_GEOIP="$(bash collector/tests/fetch-geoip-test-db.sh)"
 export WAYMARK_TEST_GEOIP
+# Browser journeys share the machine's two cores: one browser at a time (the harness locks too).
 cargo test --workspace 2>&1 | tee target/test-output.txt | grep -E '^(test result|running|error|failures|---- )|panicked' || true
 # The summary: one closing line for the whole run.
 passed=$(awk '/^test result:/ {p += $4} END {print p + 0}' target/test-output.txt)
