@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
+# Node.js and npm build the SDK's JS (terser, wasm-opt from npm's binaryen) and the npm apps.
+command -v npm >/dev/null || need+=(nodejs npm)
 for p in chromium chromium-driver firefox-esr sqlite3; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done

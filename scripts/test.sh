@@ -13,6 +13,8 @@ cargo clippy -q --workspace --all-targets -- -D warnings
 echo "== build the SDK (sdk/dist: script tag and npm package)"
 cargo xtask build-sdk
 cargo xtask size
+# The npm tarball in a Vite app (demo-site/vite-app) and a webpack app (sdk/npm-check/webpack).
+bash scripts/build-npm-apps.sh
 
 echo "== SDK browser tests (wasm-bindgen-test in Chromium and Firefox ESR)"
 mkdir -p target

@@ -221,6 +221,8 @@ impl Browser {
     /// When the driver or browser cannot be started.
     pub async fn start(kind: Kind, opts: &Options) -> Browser {
         let profile = tempfile::tempdir().expect("profile dir");
+        let downloads = profile.path().join("downloads");
+        let _ = std::fs::create_dir_all(&downloads);
         let port = free_port();
         let driver = match kind {
             Kind::Chromium => Command::new("chromedriver")
@@ -258,7 +260,12 @@ impl Browser {
                     "goog:chromeOptions": {
                         "binary": "/usr/bin/chromium",
                         "args": args,
-                        "prefs": { "enable_do_not_track": opts.do_not_track },
+                        "prefs": {
+                            "enable_do_not_track": opts.do_not_track,
+                            // Downloads (the care-guide link) stay inside the temporary profile.
+                            "download.default_directory": downloads.display().to_string(),
+                            "download.prompt_for_download": false,
+                        },
                     }
                 })
             }
@@ -271,6 +278,11 @@ impl Browser {
                     "browser.shell.checkDefaultBrowser": false,
                     "datareporting.policy.dataSubmissionEnabled": false,
                     "toolkit.telemetry.enabled": false,
+                    // Downloads (the care-guide link) stay inside the temporary profile.
+                    "browser.download.folderList": 2,
+                    "browser.download.dir": downloads.display().to_string(),
+                    "browser.download.useDownloadDir": true,
+                    "browser.download.always_ask_before_handling_new_types": false,
                 });
                 if let Some(ua) = &opts.user_agent {
                     prefs["general.useragent.override"] = serde_json::json!(ua);
