@@ -3,7 +3,8 @@
 //! - [`Event`] and [`Batch`] are the JSON shapes: the SDK serialises them, the collector
 //!   deserialises them (unknown fields are ignored for forward compatibility).
 //! - [`Event::validate`] and [`validate_envelope`] implement the field rules of the spec table and
-//!   name the offending field in their error, e.g. `items[0].price: must be >= 0`.
+//!   name the offending field in their error, e.g. `items[0].price: must be >= 0`;
+//!   [`Event::is_valid`] is the same rules as a yes/no, for the SDK.
 //! - [`scrub`] removes obvious personal data (e-mail addresses, token-like strings, query
 //!   parameters outside a keep list) from URLs and strings; both halves use it, the SDK before
 //!   anything leaves the page and the collector as a second line of defence.
@@ -283,9 +284,24 @@ pub fn validate_envelope(site: &str, batch: &str, sent_at: i64) -> Result<(), Fi
     Ok(())
 }
 
-fn max_len(field: &str, value: &Option<String>, max: usize) -> Result<(), FieldError> {
+/// Which field a rule names, before its path is spelled out: [`Event::is_valid`] never builds
+/// the path (no allocation, no formatting code in the Wasm SDK).
+enum Field<'a> {
+    Plain(&'static str),
+    /// `items[i].name`
+    Item(usize, &'static str),
+    /// `props.key`
+    Prop(&'a str),
+}
+
+fn max_len<'a, E>(
+    field: &'static str,
+    value: &Option<String>,
+    max: usize,
+    fail: &impl Fn(Field<'a>, &'static str) -> E,
+) -> Result<(), E> {
     match value {
-        Some(v) if v.len() > max => Err(FieldError::new(field, "too long")),
+        Some(v) if v.len() > max => Err(fail(Field::Plain(field), "too long")),
         _ => Ok(()),
     }
 }
@@ -300,66 +316,82 @@ impl Event {
     /// # Errors
     /// The first invalid or missing field, named.
     pub fn validate(&self) -> Result<(), FieldError> {
+        self.check(&|field, message| {
+            let field = match field {
+                Field::Plain(f) => f.to_string(),
+                Field::Item(i, f) => format!("items[{i}].{f}"),
+                Field::Prop(k) => format!("props.{k}"),
+            };
+            FieldError::new(field, message)
+        })
+    }
+
+    /// `true` exactly when [`Event::validate`] is `Ok`; cheaper (and much smaller in Wasm)
+    /// because no error is built.
+    pub fn is_valid(&self) -> bool {
+        self.check(&|_, _| ()).is_ok()
+    }
+
+    /// The rules; `fail` turns the first broken one into the caller's error.
+    fn check<'a, E>(&'a self, fail: &impl Fn(Field<'a>, &'static str) -> E) -> Result<(), E> {
+        let plain = |field, message| Err(fail(Field::Plain(field), message));
         if self.at <= 0 {
-            return Err(FieldError::new("at", "must be positive ms since the epoch"));
+            return plain("at", "must be positive ms since the epoch");
         }
         if !valid_pv(&self.pv) {
-            return Err(FieldError::new("pv", "must be 8-32 of [A-Za-z0-9_-]"));
+            return plain("pv", "must be 8-32 of [A-Za-z0-9_-]");
         }
         if !valid_url(&self.url) {
-            return Err(FieldError::new(
+            return plain(
                 "url",
                 "must be an absolute http(s) URL of at most 2048 bytes",
-            ));
+            );
         }
         if let Some(r) = &self.referrer {
             if !r.is_empty() && !valid_url(r) {
-                return Err(FieldError::new(
+                return plain(
                     "referrer",
                     "must be an absolute http(s) URL of at most 2048 bytes",
-                ));
+                );
             }
         }
-        max_len("title", &self.title, 1024)?;
-        max_len("lang", &self.lang, 35)?;
+        max_len("title", &self.title, 1024, fail)?;
+        max_len("lang", &self.lang, 35, fail)?;
         match self.kind {
             EventType::Pageview => {}
             EventType::Engagement => {
                 match self.scroll {
-                    None => return Err(FieldError::new("scroll", "required")),
-                    Some(s) if s > 100 => return Err(FieldError::new("scroll", "must be 0-100")),
+                    None => return plain("scroll", "required"),
+                    Some(s) if s > 100 => return plain("scroll", "must be 0-100"),
                     _ => {}
                 }
                 if self.engaged_ms.is_none() {
-                    return Err(FieldError::new("engaged_ms", "required"));
+                    return plain("engaged_ms", "required");
                 }
             }
-            EventType::Cart => self.validate_cart()?,
+            EventType::Cart => self.check_cart(fail)?,
             EventType::Custom => {
                 match &self.name {
-                    None => return Err(FieldError::new("name", "required")),
+                    None => return plain("name", "required"),
                     Some(n) if n.is_empty() || n.len() > 64 => {
-                        return Err(FieldError::new("name", "must be 1-64 bytes"))
+                        return plain("name", "must be 1-64 bytes")
                     }
                     _ => {}
                 }
                 if let Some(props) = &self.props {
                     if props.len() > MAX_PROPS {
-                        return Err(FieldError::new("props", "at most 30 keys"));
+                        return plain("props", "at most 30 keys");
                     }
                     for (k, v) in props {
                         if k.is_empty() || k.len() > 64 {
-                            return Err(FieldError::new("props", "keys must be 1-64 bytes"));
+                            return plain("props", "keys must be 1-64 bytes");
                         }
                         match v {
                             PropValue::Text(s) if s.len() > 256 => {
-                                return Err(FieldError::new(
-                                    format!("props.{k}"),
-                                    "at most 256 bytes",
-                                ))
+                                return Err(fail(Field::Prop(k), "at most 256 bytes"))
                             }
                             PropValue::Number(x) if !x.is_finite() => {
-                                return Err(FieldError::new(format!("props.{k}"), "must be finite"))
+                                return Err(fail(Field::Prop(k), "must be finite"))
                             }
                             _ => {}
                         }
@@ -370,19 +402,20 @@ impl Event {
         Ok(())
     }
 
-    fn validate_cart(&self) -> Result<(), FieldError> {
+    fn check_cart<'a, E>(&'a self, fail: &impl Fn(Field<'a>, &'static str) -> E) -> Result<(), E> {
+        let plain = |field, message| Err(fail(Field::Plain(field), message));
         if self.action.is_none() {
-            return Err(FieldError::new("action", "required"));
+            return plain("action", "required");
         }
         let items = self.items.as_deref().unwrap_or_default();
         if items.len() > MAX_ITEMS {
-            return Err(FieldError::new("items", "at most 50 items"));
+            return plain("items", "at most 50 items");
         }
         let mut priced = false;
         for (i, item) in items.iter().enumerate() {
-            let at = |f: &str| format!("items[{i}].{f}");
+            let at = |f, message| Err(fail(Field::Item(i, f), message));
             if item.id.is_empty() || item.id.len() > 128 {
-                return Err(FieldError::new(at("id"), "must be 1-128 bytes"));
+                return at("id", "must be 1-128 bytes");
             }
             for (name, v) in [
                 ("name", &item.name),
@@ -390,34 +423,29 @@ impl Event {
                 ("variant", &item.variant),
             ] {
                 if v.as_ref().is_some_and(|s| s.len() > 256) {
-                    return Err(FieldError::new(at(name), "at most 256 bytes"));
+                    return at(name, "at most 256 bytes");
                 }
             }
             if let Some(p) = item.price {
                 if !non_negative_finite(p) {
-                    return Err(FieldError::new(at("price"), "must be >= 0"));
+                    return at("price", "must be >= 0");
                 }
                 priced = true;
             }
             if item.quantity < 1 {
-                return Err(FieldError::new(at("quantity"), "must be an integer >= 1"));
+                return at("quantity", "must be an integer >= 1");
             }
         }
         if let Some(r) = self.revenue {
             if !non_negative_finite(r) {
-                return Err(FieldError::new("revenue", "must be >= 0"));
+                return plain("revenue", "must be >= 0");
             }
             priced = true;
         }
         match &self.currency {
-            Some(c) if !valid_currency(c) => {
-                Err(FieldError::new("currency", "must be an ISO 4217 code"))
-            }
-            None if priced => Err(FieldError::new(
-                "currency",
-                "required when a price or revenue is present",
-            )),
-            _ => max_len("order_id", &self.order_id, 128),
+            Some(c) if !valid_currency(c) => plain("currency", "must be an ISO 4217 code"),
+            None if priced => plain("currency", "required when a price or revenue is present"),
+            _ => max_len("order_id", &self.order_id, 128, fail),
         }
     }
 }
@@ -587,6 +615,63 @@ mod tests {
         }
         e.props = Some(props);
         assert_eq!(e.validate().unwrap_err().field, "props");
+    }
+
+    #[test]
+    fn is_valid_agrees_with_validate() {
+        let mut cases = vec![pageview(), cart()];
+        let edits: Vec<fn(&mut Event)> = vec![
+            |e| e.at = 0,
+            |e| e.pv = "bad".into(),
+            |e| e.url = "ftp://x".into(),
+            |e| e.referrer = Some("android-app://x".into()),
+            |e| e.title = Some("t".repeat(1025)),
+            |e| e.lang = Some("l".repeat(36)),
+            |e| e.kind = EventType::Engagement,
+            |e| {
+                e.kind = EventType::Engagement;
+                e.scroll = Some(101);
+                e.engaged_ms = Some(1);
+            },
+            |e| e.kind = EventType::Custom,
+            |e| {
+                e.kind = EventType::Custom;
+                e.name = Some("n".into());
+                e.props = Some(BTreeMap::from([(
+                    "k".to_string(),
+                    PropValue::Number(f64::NAN),
+                )]));
+            },
+            |e| {
+                e.kind = EventType::Custom;
+                e.name = Some("n".into());
+                e.props = Some(BTreeMap::from([(
+                    "k".to_string(),
+                    PropValue::Text("v".repeat(257)),
+                )]));
+            },
+            |e| e.action = None,
+            |e| e.currency = None,
+            |e| e.revenue = Some(-1.0),
+            |e| e.order_id = Some("o".repeat(129)),
+            |e| {
+                if let Some(items) = e.items.as_mut() {
+                    items[0].name = Some("n".repeat(257));
+                }
+            },
+        ];
+        for edit in edits {
+            for base in [pageview(), cart()] {
+                let mut e = base;
+                edit(&mut e);
+                cases.push(e);
+            }
+        }
+        for e in &cases {
+            assert_eq!(e.is_valid(), e.validate().is_ok(), "{e:?}");
+        }
+        assert!(cases.iter().any(Event::is_valid));
+        assert!(cases.iter().filter(|e| !e.is_valid()).count() > 15);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Builds protocol events from what the page gives: scrubbed, then checked with
-//! [`Event::validate`]. An event that fails is dropped here (`None`), silently: a page's mistake
-//! must never throw into the page.
+//! [`Event::is_valid`] (the rules of `Event::validate` without building the error). An event
+//! that fails is dropped here (`None`), silently: a page's mistake must never throw into the page.
 
 use std::collections::BTreeMap;
 use waymark_protocol::scrub::scrub_text;
@@ -32,7 +32,7 @@ pub struct CartInput {
 }
 
 fn checked(e: Event) -> Option<Event> {
-    e.validate().ok().map(|()| e)
+    e.is_valid().then_some(e)
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary.

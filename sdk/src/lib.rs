@@ -6,6 +6,7 @@
 //! - [`consent`]: the consent state machine (GPC / Do-Not-Track count as a denial).
 //! - [`capture`]: page-view de-duplication, scroll depth, engaged time.
 //! - [`event`]: builds, scrubs and validates protocol events.
+//! - [`json`]: the batch body, written by hand (no `serde_json` in the Wasm).
 //! - [`queue`]: the bounded queue and its flush policy.
 //! - [`retry`]: delivery outcomes and the backoff schedule.
 //! - [`tracker`]: the whole state machine tying these together; time and randomness are inputs.
@@ -29,6 +30,7 @@ pub mod capture;
 pub mod config;
 pub mod consent;
 pub mod event;
+pub mod json;
 pub mod queue;
 pub mod retry;
 pub mod tracker;

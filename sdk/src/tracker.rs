@@ -254,8 +254,7 @@ impl Tracker {
             sdk: Some(SDK_NAME.into()),
             events,
         };
-        // Serialising these plain structs cannot fail; an empty body would be rejected anyway.
-        (serde_json::to_string(&batch).unwrap_or_default(), batch)
+        (crate::json::batch(&batch), batch)
     }
 
     /// A batch is being retried: the collector asked us to slow down (or could not be reached).

@@ -1,9 +1,9 @@
 //! Build tasks, run as `cargo xtask <task>` (the alias lives in `.cargo/config.toml`).
 //!
-//! - `build-sdk`: the browser SDK into `sdk/dist/`: `waymark.js` (script-tag bundle: stub +
+//! - `build-sdk [--out DIR]`: the browser SDK into `DIR` (default `sdk/dist/`): `waymark.js` (script-tag bundle: stub +
 //!   wasm-bindgen `no-modules` glue + loader, minified), `waymark_bg.wasm`, their `.gz` and `.br`
 //!   copies, and the npm package in `sdk/dist/npm/`.
-//! - `size [--compare]`: builds, then prints the gzip sizes of both install paths; `--compare`
+//! - `size [--compare] [--out DIR]`: builds (into `DIR`, default `sdk/dist/`), then prints the gzip sizes of both install paths; `--compare`
 //!   also builds with `opt-level = "s"` (into a scratch directory) to compare with `"z"`.
 //!
 //! Reproducible: the wasm-bindgen CLI is checked against the version in `Cargo.lock` (and
@@ -19,16 +19,28 @@ use std::{env, fs};
 
 type Result<T> = std::result::Result<T, String>;
 
-const USAGE: &str = "usage: cargo xtask build-sdk | cargo xtask size [--compare]";
+const USAGE: &str =
+    "usage: cargo xtask build-sdk [--out DIR] | cargo xtask size [--compare] [--out DIR]";
+
+/// The output directory: `--out DIR` (relative to the current directory), else `sdk/dist`.
+fn out_dir(root: &Path, args: &[String]) -> Result<PathBuf> {
+    match args.iter().position(|a| a == "--out") {
+        Some(i) => args
+            .get(i + 1)
+            .map(PathBuf::from)
+            .ok_or_else(|| USAGE.into()),
+        None => Ok(root.join("sdk/dist")),
+    }
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let root = root();
-    let result = match args.first().map(String::as_str) {
-        Some("build-sdk") => build_sdk(&root, "z", &root.join("sdk/dist")).map(|s| s.print("z")),
-        Some("size") => size(&root, args.iter().any(|a| a == "--compare")),
+    let result = out_dir(&root, &args).and_then(|out| match args.first().map(String::as_str) {
+        Some("build-sdk") => build_sdk(&root, "z", &out).map(|s| s.print("z")),
+        Some("size") => size(&root, args.iter().any(|a| a == "--compare"), &out),
         _ => Err(USAGE.into()),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -176,10 +188,161 @@ fn bindgen(wasm: &Path, target: &str, out: &Path) -> Result<()> {
 
 fn wasm_opt(bin: &Path, input: &Path, out: &Path) -> Result<()> {
     run(Command::new(bin.join("wasm-opt"))
-        .args(["-Oz", "--strip-debug", "--strip-producers"])
+        .args(["-Oz", "--converge", "--strip-debug", "--strip-producers"])
         .arg(input)
         .arg("-o")
         .arg(out))
+}
+
+/// The import module's name in the Wasm and the glue (wasm-bindgen's is `./waymark_bg.js`).
+const IMPORT_MODULE: &str = "w";
+
+fn leb(data: &[u8], pos: &mut usize) -> Result<u32> {
+    let mut value = 0u32;
+    for shift in (0..35).step_by(7) {
+        let byte = *data.get(*pos).ok_or("wasm: truncated LEB128")?;
+        *pos += 1;
+        value |= u32::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Ok(value);
+        }
+    }
+    Err("wasm: LEB128 too long".into())
+}
+
+fn put_leb(out: &mut Vec<u8>, mut value: u32) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn put_name(out: &mut Vec<u8>, name: &[u8]) -> Result<()> {
+    put_leb(out, u32::try_from(name.len()).map_err(|e| e.to_string())?);
+    out.extend_from_slice(name);
+    Ok(())
+}
+
+fn take<'a>(data: &'a [u8], pos: &mut usize, len: usize) -> Result<&'a [u8]> {
+    let bytes = data
+        .get(*pos..*pos + len)
+        .ok_or("wasm: truncated section")?;
+    *pos += len;
+    Ok(bytes)
+}
+
+/// `a`, `b`, …, `Z`, `ba`, …: short, valid JavaScript property names.
+fn short_name(mut i: usize) -> String {
+    const LETTERS: &[u8; 52] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut name = Vec::new();
+    loop {
+        name.insert(0, LETTERS[i % 52]);
+        i /= 52;
+        if i == 0 {
+            return String::from_utf8_lossy(&name).into_owned();
+        }
+    }
+}
+
+/// `(old, new)` import names.
+type Renames = Vec<(String, String)>;
+
+/// Renames every import of the Wasm to a short name (and its module to [`IMPORT_MODULE`]):
+/// wasm-bindgen's names (`__wbg_addEventListener_f2d27251d333a631`) are spelled out in both the
+/// Wasm and the glue, about 2.5 KB of gzip. Returns the module and `(old, new)` names.
+fn short_imports(wasm: &[u8]) -> Result<(Vec<u8>, Renames)> {
+    let mut out = wasm.get(..8).ok_or("wasm: no header")?.to_vec();
+    let mut names = Vec::new();
+    let mut pos = 8;
+    while pos < wasm.len() {
+        let id = wasm[pos];
+        pos += 1;
+        let len = leb(wasm, &mut pos)? as usize;
+        let body = take(wasm, &mut pos, len)?;
+        if id != 2 {
+            out.push(id);
+            put_leb(&mut out, len as u32);
+            out.extend_from_slice(body);
+            continue;
+        }
+        let mut p = 0;
+        let count = leb(body, &mut p)?;
+        let mut section = Vec::new();
+        put_leb(&mut section, count);
+        for _ in 0..count {
+            let n = leb(body, &mut p)? as usize;
+            take(body, &mut p, n)?;
+            let n = leb(body, &mut p)? as usize;
+            let field = String::from_utf8_lossy(take(body, &mut p, n)?).into_owned();
+            let desc_start = p;
+            let kind = *body.get(p).ok_or("wasm: truncated import")?;
+            p += 1;
+            let limits = |p: &mut usize| -> Result<()> {
+                let flags = *body.get(*p).ok_or("wasm: truncated limits")?;
+                *p += 1;
+                leb(body, p)?;
+                if flags & 1 != 0 {
+                    leb(body, p)?;
+                }
+                Ok(())
+            };
+            match kind {
+                0 => {
+                    leb(body, &mut p)?;
+                }
+                1 => {
+                    p += 1;
+                    limits(&mut p)?;
+                }
+                2 => limits(&mut p)?,
+                3 => p += 2,
+                _ => return Err(format!("wasm: unknown import kind {kind}")),
+            }
+            let desc = body.get(desc_start..p).ok_or("wasm: truncated import")?;
+            let new = short_name(names.len());
+            put_name(&mut section, IMPORT_MODULE.as_bytes())?;
+            put_name(&mut section, new.as_bytes())?;
+            section.extend_from_slice(desc);
+            names.push((field, new));
+        }
+        if p != body.len() {
+            return Err("wasm: unexpected bytes after the imports".into());
+        }
+        out.push(2);
+        put_leb(
+            &mut out,
+            u32::try_from(section.len()).map_err(|e| e.to_string())?,
+        );
+        out.extend_from_slice(&section);
+    }
+    Ok((out, names))
+}
+
+/// The same renaming in a wasm-bindgen glue: each import is a key of the imports object
+/// (`name: function…`, exactly once), and the object is handed over as `"./waymark_bg.js"`.
+/// Fails if the glue does not look like that any more (a new wasm-bindgen version).
+fn rename_in_glue(glue: &str, names: &[(String, String)]) -> Result<String> {
+    let mut out = glue.to_string();
+    for (old, new) in names {
+        let key = format!("{old}:");
+        if out.matches(&key).count() != 1 {
+            return Err(format!("glue: import `{old}` is not exactly once a key"));
+        }
+        out = out.replace(&key, &format!("{new}:"));
+        if out.contains(old.as_str()) {
+            return Err(format!("glue: `{old}` is used other than as a key"));
+        }
+    }
+    let module = "\"./waymark_bg.js\":";
+    if out.matches(module).count() != 1 {
+        return Err("glue: the imports module name is not exactly once a key".into());
+    }
+    Ok(out.replace(module, &format!("\"{IMPORT_MODULE}\":")))
 }
 
 fn gzip(data: &[u8]) -> Result<Vec<u8>> {
@@ -239,17 +402,24 @@ fn build_sdk(root: &Path, opt_level: &str, dist: &Path) -> Result<Sizes> {
     let (script_dir, esm_dir) = (work.join("script"), work.join("esm"));
     bindgen(&wasm, "no-modules", &script_dir)?;
     bindgen(&wasm, "web", &esm_dir)?;
-    let optimized = work.join("waymark_bg.wasm");
-    wasm_opt(&bin, &script_dir.join("waymark_bg.wasm"), &optimized)?;
     // Both glues expect the same module; make sure before shipping one file for both.
-    if read(&script_dir.join("waymark_bg.wasm"))? != read(&esm_dir.join("waymark_bg.wasm"))? {
+    let bound = read(&script_dir.join("waymark_bg.wasm"))?;
+    if bound != read(&esm_dir.join("waymark_bg.wasm"))? {
         return Err("wasm-bindgen produced different modules for `no-modules` and `web`".into());
     }
+    let glue = String::from_utf8_lossy(&read(&script_dir.join("waymark.js"))?).into_owned();
+    let esm_glue = String::from_utf8_lossy(&read(&esm_dir.join("waymark.js"))?).into_owned();
+    let (renamed, names) = short_imports(&bound)?;
+    let glue = rename_in_glue(&glue, &names)?;
+    let esm_glue = rename_in_glue(&esm_glue, &names)?.into_bytes();
+    let short = work.join("waymark_short.wasm");
+    write(&short, &renamed)?;
+    let optimized = work.join("waymark_bg.wasm");
+    wasm_opt(&bin, &short, &optimized)?;
     let wasm_bytes = read(&optimized)?;
 
     // The script-tag bundle: glue and loader in one function scope, then minified.
     let sdk_js = root.join("sdk/js");
-    let glue = String::from_utf8_lossy(&read(&script_dir.join("waymark.js"))?).into_owned();
     let loader = String::from_utf8_lossy(&read(&sdk_js.join("loader.js"))?).into_owned();
     let version = env!("CARGO_PKG_VERSION");
     let bundle = format!(
@@ -281,7 +451,6 @@ fn build_sdk(root: &Path, opt_level: &str, dist: &Path) -> Result<Sizes> {
     let wasm_gz = write_compressed(dist, "waymark_bg.wasm", &wasm_bytes)?;
 
     // The npm package.
-    let esm_glue = read(&esm_dir.join("waymark.js"))?;
     let index = read(&sdk_js.join("index.js"))?;
     write(&npm.join("waymark.js"), &esm_glue)?;
     write(&npm.join("index.js"), &index)?;
@@ -326,8 +495,8 @@ fn package_json(version: &str) -> String {
     )
 }
 
-fn size(root: &Path, compare: bool) -> Result<()> {
-    let z = build_sdk(root, "z", &root.join("sdk/dist"))?;
+fn size(root: &Path, compare: bool, out: &Path) -> Result<()> {
+    let z = build_sdk(root, "z", out)?;
     if compare {
         let scratch = target_dir(root)?.join("xtask/size-s");
         let s = build_sdk(root, "s", &scratch)?;

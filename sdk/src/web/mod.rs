@@ -448,6 +448,19 @@ pub fn command(cmd: JsValue, a: JsValue, b: JsValue) {
     }
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// The global `String` function: JavaScript's shortest round-trip text of a number.
+    #[wasm_bindgen(js_name = String)]
+    fn js_string(x: f64) -> String;
+}
+
+/// `String(x)`, for [`crate::json`]: the browser prints numbers, so the Wasm needs no float
+/// printer.
+pub(crate) fn number_text(x: f64) -> String {
+    js_string(x)
+}
+
 /// Stops the SDK and removes every trace of it from the page (listeners, patches, timer).
 /// Not exported to JavaScript; tests use it to start afresh.
 pub fn shutdown() {
