@@ -30,10 +30,33 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The report API without a valid `Authorization: Bearer` token.
+    #[error("missing or invalid API token")]
+    Unauthorized,
+    /// A report for a site that is not registered.
+    #[error("unknown site")]
+    SiteNotFound,
+    #[error("unknown report {0:?}")]
+    UnknownReport(String),
+}
+
+impl From<crate::report::ReportError> for ApiError {
+    fn from(e: crate::report::ReportError) -> ApiError {
+        use crate::report::ReportError;
+        match e {
+            ReportError::BadParam { field, message } => ApiError::BadRequest { message, field },
+            ReportError::UnknownReport(r) => ApiError::UnknownReport(r),
+            ReportError::UnknownSite => ApiError::SiteNotFound,
+            ReportError::Store(e) => {
+                tracing::error!(error = %e, "report query failed");
+                ApiError::StoreUnavailable
+            }
+        }
+    }
 }
 
 impl ApiError {
-    /// A 400 for an envelope field.
+    /// A 400 naming a field (of the envelope, or a report parameter).
     pub fn bad(field: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::BadRequest {
             message: message.into(),
@@ -52,7 +75,10 @@ impl ApiError {
             ApiError::Overloaded { .. } | ApiError::StoreUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::SiteNotFound | ApiError::UnknownReport(_) => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
@@ -68,7 +94,7 @@ impl ApiError {
         }
     }
 
-    /// The JSON body: `{"error": …}` plus `"field"` for envelope errors.
+    /// The JSON body: `{"error": …}` plus `"field"` for a bad field or parameter.
     pub fn body(&self) -> serde_json::Value {
         match self {
             ApiError::BadRequest { message, field } => {

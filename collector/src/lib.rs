@@ -11,6 +11,8 @@
 //!   normalisation, optional GeoIP country.
 //! - [`writer`]: the single writer thread doing group commits behind a bounded queue.
 //! - [`store`]: the `Store` trait and its embedded SQLite implementation; only it knows SQL.
+//! - [`report`]: report parameters, result types and rendering; the API and `waymark report`
+//!   share it (the queries are `store::Reports`).
 //! - [`assets`], [`metrics`], [`auth`], [`config`], [`error`]: the small pieces around them.
 
 #![forbid(unsafe_code)]
@@ -22,6 +24,7 @@ pub mod enrich;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod report;
 pub mod server;
 pub mod session;
 pub mod store;

@@ -7,7 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 use waymark_collector::config::{Config, FileConfig};
+use waymark_collector::report::ReportError;
 use waymark_collector::store::sqlite::SqliteStore;
+use waymark_collector::store::sqlite_reports::SqliteReports;
 use waymark_collector::store::{Site, Store};
 
 /// Waymark: privacy-first, cookieless customer-journey analytics.
@@ -32,6 +34,119 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Print a report from the store: the same answers as the report API.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// overview, timeseries, pages, sources, devices, browsers, os, countries, funnel, scroll,
+    /// cart, realtime or sessions.
+    report: String,
+    /// Site id.
+    #[arg(long)]
+    site: String,
+    /// First day, YYYY-MM-DD [default: 29 days before --to].
+    #[arg(long)]
+    from: Option<String>,
+    /// Last day, YYYY-MM-DD, inclusive [default: today].
+    #[arg(long)]
+    to: Option<String>,
+    /// IANA time zone the days are in [default: UTC].
+    #[arg(long)]
+    tz: Option<String>,
+    /// key:value, e.g. source:google, device:mobile, page:/products/* (repeatable, AND).
+    #[arg(long = "filter")]
+    filters: Vec<String>,
+    /// Funnel step: page:<glob>, cart:<action> or event:<name> (repeatable, in order).
+    #[arg(long = "step")]
+    steps: Vec<String>,
+    /// Time series interval: hour or day [default: day].
+    #[arg(long)]
+    interval: Option<String>,
+    /// Time series metric to show (repeatable) [default: all].
+    #[arg(long = "metric")]
+    metrics: Vec<String>,
+    /// Page glob of the scroll report.
+    #[arg(long)]
+    page: Option<String>,
+    /// Most rows to list.
+    #[arg(long)]
+    limit: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+impl ReportArgs {
+    /// The flags as the API's query parameters, so both take the same path.
+    fn params(&self) -> Vec<(String, String)> {
+        let mut p = Vec::new();
+        let one = [
+            ("from", &self.from),
+            ("to", &self.to),
+            ("tz", &self.tz),
+            ("interval", &self.interval),
+            ("page", &self.page),
+            ("limit", &self.limit),
+        ];
+        for (k, v) in one {
+            if let Some(v) = v {
+                p.push((k.to_string(), v.clone()));
+            }
+        }
+        for (k, list) in [
+            ("filter", &self.filters),
+            ("step", &self.steps),
+            ("metric", &self.metrics),
+        ] {
+            p.extend(list.iter().map(|v| (k.to_string(), v.clone())));
+        }
+        p
+    }
+}
+
+fn report(args: &ReportArgs) -> anyhow::Result<()> {
+    let config = base_config(&args.common)?;
+    anyhow::ensure!(
+        SqliteStore::path_in(&config.data_dir).is_file(),
+        "no Waymark store in {} (use --data-dir)",
+        config.data_dir.display()
+    );
+    // Opening the store for writing once applies any pending migration.
+    drop(SqliteStore::open(&config.data_dir)?);
+    let mut reports = SqliteReports::open(&config.data_dir)?;
+    let answer = waymark_collector::report::answer(
+        &mut reports,
+        &args.site,
+        &args.report,
+        &args.params(),
+        waymark_collector::server::now_ms(),
+    )
+    .map_err(|e| match e {
+        ReportError::BadParam {
+            field: "query",
+            message,
+        } => anyhow::anyhow!(message),
+        ReportError::BadParam { message, .. } => anyhow::anyhow!("--{message}"),
+        ReportError::UnknownReport(r) => anyhow::anyhow!(
+            "unknown report {r:?}; one of: {}",
+            waymark_collector::report::REPORTS.join(", ")
+        ),
+        ReportError::UnknownSite => anyhow::anyhow!("unknown site {:?}", args.site),
+        ReportError::Store(e) => anyhow::Error::new(e),
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        print!(
+            "{}",
+            waymark_collector::report::render_text(&args.report, &answer)
+        );
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -278,6 +393,7 @@ fn main() -> anyhow::Result<()> {
             println!("{token}");
             eprintln!("Keep this token: it is shown once and only its hash is stored.");
         }
+        Command::Report(args) => report(&args)?,
     }
     Ok(())
 }

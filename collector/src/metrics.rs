@@ -46,6 +46,10 @@ pub fn handle() -> PrometheusHandle {
                 "waymark_overload_total",
                 "batches answered 503 because the write queue was full"
             );
+            metrics::describe_counter!(
+                "waymark_beacon_waits_total",
+                "beacons that waited for room in a full write queue instead of a 503"
+            );
             handle
         })
         .clone()

@@ -11,7 +11,8 @@ use crate::error::ApiError;
 use crate::ingest::{self, Context};
 use crate::session::{OpenSession, SessionConfig, Sessioniser, SiteIdx};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Site, Store, StoreError};
+use crate::store::sqlite_reports::SqliteReports;
+use crate::store::{Reports, Site, Store, StoreError};
 use crate::visitor::{self, day_of, Salt};
 use crate::writer::{self, Job};
 use bytes::Bytes;
@@ -26,6 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
@@ -99,6 +101,34 @@ struct App {
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     assets: Assets,
     demo: Assets,
+    reports: Arc<ReportConns>,
+}
+
+/// Read-only store connections for report queries, reused between requests. Reports run on
+/// tokio's blocking pool with these, never on the async workers nor on the writer's connection,
+/// so a slow report cannot hold up ingestion (WAL readers do not block the writer).
+struct ReportConns {
+    dir: PathBuf,
+    idle: Mutex<Vec<SqliteReports>>,
+}
+
+impl ReportConns {
+    /// Connections kept open between requests; more are opened under load and then closed.
+    const KEEP: usize = 4;
+
+    fn run<T>(&self, f: impl FnOnce(&mut SqliteReports) -> T) -> Result<T, StoreError> {
+        let idle = lock(&self.idle).pop();
+        let mut conn = match idle {
+            Some(c) => c,
+            None => SqliteReports::open(&self.dir)?,
+        };
+        let out = f(&mut conn);
+        let mut idle = lock(&self.idle);
+        if idle.len() < Self::KEEP {
+            idle.push(conn);
+        }
+        Ok(out)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -239,7 +269,12 @@ pub async fn serve(
     )?;
     let rate = NonZeroU32::new(config.rate_limit_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
     let burst = rate.saturating_mul(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN));
+    let reports = Arc::new(ReportConns {
+        dir: config.data_dir.clone(),
+        idle: Mutex::new(Vec::new()),
+    });
     let app = Arc::new(App {
+        reports,
         limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
         config,
         sites: RwLock::new(sites),
@@ -346,6 +381,10 @@ fn error_response(e: &ApiError) -> Response<Body> {
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(s));
     }
+    if *e == ApiError::Unauthorized {
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
     r
 }
 
@@ -372,6 +411,8 @@ async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<
             );
             Ok(r)
         }
+        (&Method::GET, p) if p.starts_with("/api/") => report_api(app, &req).await,
+        (_, p) if p.starts_with("/api/") => Err(ApiError::MethodNotAllowed),
         (&Method::GET | &Method::HEAD, p) if p.starts_with("/sdk/") => {
             app.assets.get(p.trim_start_matches("/sdk/"), req.headers())
         }
@@ -386,6 +427,61 @@ async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<
     }
     response
 }
+
+/// `GET /api/v1/sites/{site}/{report}`: a report as JSON (API.md), for a valid bearer token.
+async fn report_api(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let rest = req
+        .uri()
+        .path()
+        .strip_prefix("/api/v1/sites/")
+        .ok_or(ApiError::NotFound)?;
+    let (site, report) = rest
+        .split_once('/')
+        .filter(|(s, r)| !s.is_empty() && !r.is_empty() && !r.contains('/'))
+        .ok_or(ApiError::NotFound)?;
+    let (site, report) = (site.to_string(), report.to_string());
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Unauthorized)?;
+    // Tokens are looked up by their SHA-256 hash, never compared as secrets: what an attacker
+    // can time is an index search for a hash of their own input, which tells nothing about the
+    // stored hashes (finding an input with a chosen hash prefix is a preimage attack). That is
+    // why no constant-time comparison is needed here.
+    let hash = crate::auth::hash_token(token);
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let conns = app.reports.clone();
+    let now = now_ms();
+    let answer = tokio::task::spawn_blocking(move || {
+        conns.run(|r| {
+            if !r
+                .token_valid(hash)
+                .map_err(crate::report::ReportError::from)?
+            {
+                return Err(ApiError::Unauthorized);
+            }
+            crate::report::answer(r, &site, &report, &params, now).map_err(ApiError::from)
+        })
+    })
+    .await
+    .map_err(|_| ApiError::StoreUnavailable)?
+    .map_err(|e| ApiError::from(crate::report::ReportError::from(e)))??;
+    let mut r = json(StatusCode::OK, &answer);
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+/// How long a beacon may wait for room in a full write queue (see `batch`).
+const BEACON_WAIT: Duration = Duration::from_secs(30);
 
 /// The site id `--demo` registers.
 pub const DEMO_SITE: &str = "demo-shop";
@@ -484,6 +580,8 @@ async fn batch(
     if mime != "application/json" && mime != "text/plain" {
         return Err(ApiError::UnsupportedMediaType);
     }
+    // navigator.sendBeacon sends text/plain (no preflight); fetch from the SDK sends JSON.
+    let beacon = mime == "text/plain";
     let max = app.config.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -545,16 +643,33 @@ async fn batch(
     let sender = lock(&app.writer)
         .clone()
         .ok_or(ApiError::Overloaded { retry_after_s: 5 })?;
-    sender
-        .try_send(Job {
-            write: outcome.write,
-            done: done_tx,
-        })
-        .map_err(|_| {
-            metrics::counter!("waymark_overload_total").increment(1);
-            ApiError::Overloaded { retry_after_s: 2 }
-        })?;
+    let job = Job {
+        write: outcome.write,
+        done: done_tx,
+    };
+    let queued = if beacon {
+        // A beacon's page is gone: nobody can read a 503 or retry. So a beacon waits for room
+        // in the queue (bounded: memory is capped by open connections × the body limit)
+        // instead of being refused; only a store that stays stuck fails it.
+        match sender.try_send(job) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(job)) => {
+                metrics::counter!("waymark_beacon_waits_total").increment(1);
+                matches!(
+                    tokio::time::timeout(BEACON_WAIT, sender.send(job)).await,
+                    Ok(Ok(()))
+                )
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    } else {
+        sender.try_send(job).is_ok()
+    };
     drop(sender);
+    if !queued {
+        metrics::counter!("waymark_overload_total").increment(1);
+        return Err(ApiError::Overloaded { retry_after_s: 2 });
+    }
     let duplicate = match done_rx.await {
         Ok(Ok(dup)) => dup,
         _ => return Err(ApiError::StoreUnavailable),

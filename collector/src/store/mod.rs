@@ -1,12 +1,18 @@
 //! Storage behind one trait, so the embedded SQLite store and a ClickHouse store are
 //! interchangeable: batch writes (with de-duplication and session upserts in the same atomic
-//! write), the daily salts, open sessions for resuming, sites and API tokens.
+//! write), the daily salts, open sessions for resuming, sites and API tokens; and the report
+//! queries behind [`Reports`], which a ClickHouse store implements the same way.
 //!
 //! Architecture Invariant: only `store/` knows SQL. Nothing here ever receives a raw IP address
 //! or user-agent string: rows carry the visitor key and the parsed browser/OS/device only.
 
 pub mod sqlite;
+pub mod sqlite_reports;
 
+use crate::report::{
+    BreakdownRow, CartReport, Dim, FunnelStep, Overview, PageRow, Query, Realtime, ScrollReport,
+    SessionRecord, SourceRow, Step, Totals,
+};
 use crate::visitor::Salt;
 use waymark_protocol::{CartAction, EventType};
 
@@ -203,4 +209,88 @@ pub trait Store: Send {
     /// # Errors
     /// The store could not be read.
     fn has_token(&mut self, hash: [u8; 32]) -> Result<bool, StoreError>;
+}
+
+/// The read side: every report query. Implementations hold their own read-only connection and
+/// run off the async workers, so reports never block ingestion. Every method sees the sessions
+/// of [`Query::site`] that started in `[q.lo, q.hi)` and pass all of `q.filters` (a page filter
+/// keeps sessions that viewed a matching page), open sessions included; an empty set gives a
+/// zero answer, never an error.
+pub trait Reports: Send {
+    /// Whether the site is registered.
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn site_exists(&mut self, site: &str) -> Result<bool, StoreError>;
+
+    /// Whether a token hash is known.
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn token_valid(&mut self, hash: [u8; 32]) -> Result<bool, StoreError>;
+
+    /// The headline metrics (one time-series point).
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn totals(&mut self, q: &Query) -> Result<Totals, StoreError>;
+
+    /// The totals plus dropped events by reason.
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn overview(&mut self, q: &Query) -> Result<Overview, StoreError>;
+
+    /// Per path, most viewed first.
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn pages(&mut self, q: &Query, limit: u32) -> Result<Vec<PageRow>, StoreError>;
+
+    /// Per source / medium / campaign / referrer host, most sessions first.
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn sources(&mut self, q: &Query, limit: u32) -> Result<Vec<SourceRow>, StoreError>;
+
+    /// Visitors and sessions per value of a session attribute, most sessions first.
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn breakdown(
+        &mut self,
+        q: &Query,
+        dim: Dim,
+        limit: u32,
+    ) -> Result<Vec<BreakdownRow>, StoreError>;
+
+    /// The ordered funnel over the steps (see [`crate::report::funnel`]).
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn funnel(&mut self, q: &Query, steps: &[Step]) -> Result<Vec<FunnelStep>, StoreError>;
+
+    /// Scroll depth of page views whose path matches `page` (all when `None`).
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn scroll(&mut self, q: &Query, page: Option<&str>) -> Result<ScrollReport, StoreError>;
+
+    /// Cart analytics with the top `limit` products added and bought.
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn cart(&mut self, q: &Query, limit: u32) -> Result<CartReport, StoreError>;
+
+    /// Activity in the minutes before `q.now`; the date range is ignored, filters apply.
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn realtime(&mut self, q: &Query) -> Result<Realtime, StoreError>;
+
+    /// Session records, newest first.
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn sessions(&mut self, q: &Query, limit: u32) -> Result<Vec<SessionRecord>, StoreError>;
 }

@@ -163,7 +163,9 @@ impl SqliteStore {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError::Other(format!("creating {}: {e}", data_dir.display())))?;
         let conn = Connection::open(Self::path_in(data_dir))?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        // Another process holding the write lock (a backup, an sqlite3 shell) delays commits;
+        // waiting up to 30 s rides that out instead of failing the batches (503).
+        conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "secure_delete", "ON")?;

@@ -5,4 +5,5 @@ mod hostile;
 mod privacy;
 mod process;
 mod protocol;
+mod reports;
 mod static_files;

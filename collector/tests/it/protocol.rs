@@ -315,3 +315,44 @@ fn a_visitor_gets_one_session_and_restart_resumes_it() {
     );
     assert_eq!(s.count("SELECT pageviews FROM sessions WHERE id = (SELECT session_id FROM events WHERE path = '/cart')"), 3);
 }
+
+#[test]
+fn a_beacon_waits_for_room_instead_of_503_because_nobody_could_retry_it() {
+    let s = Server::start_with(|c| c.queue_capacity = 1);
+    let blocker = s.db();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let now = now_ms();
+    let send = |i: i64, content_type: &'static str| {
+        let b = body(&batch_id(), now, &[pageview(now - i, &format!("/p{i}"))]);
+        let addr = s.url("/v1/batch");
+        std::thread::spawn(move || {
+            reply(
+                agent()
+                    .post(&addr)
+                    .header("content-type", content_type)
+                    .header("origin", ORIGIN)
+                    .send(&b),
+            )
+        })
+    };
+    let first = send(1, "application/json"); // taken by the writer, which waits for the lock
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let second = send(2, "application/json"); // fills the queue
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let beacon = send(3, "text/plain;charset=UTF-8"); // the queue is full: it waits
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    // A fetch client in the same situation is told to come back.
+    let json = post(&s, &body(&batch_id(), now, &[pageview(now - 4, "/p4")]));
+    assert_eq!(json.status, 503);
+    assert!(
+        !beacon.is_finished(),
+        "the beacon is still waiting, not refused"
+    );
+    blocker.execute_batch("COMMIT").unwrap();
+    for r in [first, second, beacon] {
+        let r = r.join().unwrap();
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    assert_eq!(s.count("SELECT count(*) FROM events"), 3);
+    assert_eq!(s.count("SELECT count(*) FROM events WHERE path = '/p3'"), 1);
+}

@@ -1,0 +1,763 @@
+//! The report queries over the embedded store, on their own read-only connection.
+//!
+//! Every query starts from the same scope, a `sel` CTE of the sessions that started in the
+//! range and pass the filters (found by the `sessions (site, start_ms)` index). Events of those
+//! sessions are found by the `events (site, ts)` index: a session lasts at most 24 hours, so its
+//! events lie in `[lo, hi + 25 h)`. Engagement is joined per page view through its primary key
+//! `(site, pv)`. So no report needs an index beyond the ingestion schema's.
+
+use super::sqlite::SqliteStore;
+use super::{Reports, StoreError};
+use crate::report::{
+    self, BreakdownRow, CartReport, Dim, Filter, FunnelEvent, FunnelStep, Minute, Overview,
+    PageNow, PageRow, ProductRow, Query, Realtime, ScrollBucket, ScrollReport, SessionRecord,
+    SourceRow, Step, Totals,
+};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, Row};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+/// How far after its start a session's events can lie (sessions last at most 24 h).
+const SESSION_SPAN_MS: i64 = 25 * 3_600_000;
+
+/// Revenue of a purchase event: its `revenue`, else the sum of its items' price × quantity (the
+/// same rule ingestion uses for the session's revenue).
+const REVENUE: &str = "coalesce(e.revenue, (SELECT total(json_extract(j.value, '$.price') \
+     * json_extract(j.value, '$.quantity')) FROM json_each(e.items) j))";
+
+/// The events of the sessions in scope (alias `e`).
+const IN_SCOPE: &str = "e.site = :site AND e.ts >= :lo AND e.ts < :ehi \
+     AND e.session_id IN (SELECT id FROM sel)";
+
+/// Report queries over one read-only SQLite connection.
+pub struct SqliteReports {
+    conn: Connection,
+}
+
+type Binds = Vec<(String, Value)>;
+
+/// A user glob (`*` is the only wildcard) as an SQLite GLOB pattern: `?` and `[` are literal
+/// there only inside a bracket class.
+fn sqlite_glob(glob: &str) -> String {
+    let mut out = String::with_capacity(glob.len());
+    for c in glob.chars() {
+        match c {
+            '?' => out.push_str("[?]"),
+            '[' => out.push_str("[[]"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn column(dim: Dim) -> &'static str {
+    match dim {
+        Dim::Source => "source",
+        Dim::Medium => "medium",
+        Dim::Campaign => "campaign",
+        Dim::Device => "device",
+        Dim::Browser => "browser",
+        Dim::Os => "os",
+        Dim::Country => "country",
+    }
+}
+
+/// The `sel` CTE of a query and its bindings.
+fn scope(q: &Query) -> (String, Binds) {
+    let mut sql = String::from(
+        "WITH sel AS (SELECT s.* FROM sessions s \
+         WHERE s.site = :site AND s.start_ms >= :lo AND s.start_ms < :hi",
+    );
+    let mut binds: Binds = vec![
+        (":site".into(), Value::Text(q.site.clone())),
+        (":lo".into(), Value::Integer(q.lo)),
+        (":hi".into(), Value::Integer(q.hi)),
+        (
+            ":ehi".into(),
+            Value::Integer(q.hi.saturating_add(SESSION_SPAN_MS)),
+        ),
+    ];
+    for (n, f) in q.filters.iter().enumerate() {
+        let name = format!(":f{n}");
+        match f {
+            Filter::Is(dim, v) => {
+                sql.push_str(&format!(" AND s.{} = {name} COLLATE NOCASE", column(*dim)));
+                binds.push((name, Value::Text(v.clone())));
+            }
+            Filter::Page(glob) => {
+                sql.push_str(&format!(
+                    " AND s.id IN (SELECT session_id FROM events WHERE site = :site \
+                     AND ts >= :lo AND ts < :ehi AND type = 'pageview' AND path GLOB {name})"
+                ));
+                binds.push((name, Value::Text(sqlite_glob(glob))));
+            }
+        }
+    }
+    sql.push_str(")\n");
+    (sql, binds)
+}
+
+fn with(mut binds: Binds, extra: &[(&str, Value)]) -> Binds {
+    binds.extend(extra.iter().map(|(k, v)| ((*k).to_string(), v.clone())));
+    binds
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl SqliteReports {
+    /// Opens the store in `data_dir` read-only. The store must exist (the server or
+    /// [`SqliteStore::open`] creates and migrates it).
+    ///
+    /// # Errors
+    /// No store there, or it cannot be opened.
+    pub fn open(data_dir: &Path) -> Result<SqliteReports, StoreError> {
+        let path = SqliteStore::path_in(data_dir);
+        if !path.is_file() {
+            return Err(StoreError::Other(format!("no store at {}", path.display())));
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        Ok(SqliteReports { conn })
+    }
+
+    /// Runs `sql` binding those of `binds` it names, mapping each row.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        binds: &Binds,
+        mut f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        for (name, v) in binds {
+            if let Some(i) = stmt.parameter_index(name)? {
+                stmt.raw_bind_parameter(i, v)?;
+            }
+        }
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(f(r)?);
+        }
+        Ok(out)
+    }
+
+    fn revenue(&self, sel: &str, binds: &Binds) -> Result<BTreeMap<String, f64>, StoreError> {
+        let sql = format!(
+            "{sel}SELECT e.currency, total({REVENUE}) FROM events e WHERE {IN_SCOPE} \
+             AND e.type = 'cart' AND e.action = 'purchase' AND e.currency IS NOT NULL \
+             GROUP BY e.currency"
+        );
+        Ok(self
+            .rows(&sql, binds, |r| Ok((r.get(0)?, r.get(1)?)))?
+            .into_iter()
+            .collect())
+    }
+
+    fn products(
+        &self,
+        sel: &str,
+        binds: &Binds,
+        action: &str,
+        limit: u32,
+    ) -> Result<Vec<ProductRow>, StoreError> {
+        let sql = format!(
+            "{sel}SELECT json_extract(j.value, '$.id') AS pid, max(json_extract(j.value, '$.name')),
+                coalesce(sum(json_extract(j.value, '$.quantity')), 0), count(DISTINCT e.session_id)
+             FROM events e, json_each(e.items) j
+             WHERE {IN_SCOPE} AND e.type = 'cart' AND e.action = :action
+             GROUP BY pid ORDER BY 3 DESC, pid LIMIT :limit"
+        );
+        let binds = with(
+            binds.clone(),
+            &[
+                (":action", Value::Text(action.into())),
+                (":limit", Value::Integer(limit.into())),
+            ],
+        );
+        self.rows(&sql, &binds, |r| {
+            Ok(ProductRow {
+                id: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                name: r.get(1)?,
+                quantity: u(r.get(2)?),
+                sessions: u(r.get(3)?),
+            })
+        })
+    }
+}
+
+impl Reports for SqliteReports {
+    fn site_exists(&mut self, site: &str) -> Result<bool, StoreError> {
+        let binds = vec![(":site".into(), Value::Text(site.into()))];
+        Ok(!self
+            .rows("SELECT 1 FROM sites WHERE id = :site", &binds, |_| Ok(()))?
+            .is_empty())
+    }
+
+    fn token_valid(&mut self, hash: [u8; 32]) -> Result<bool, StoreError> {
+        let binds = vec![(":hash".into(), Value::Blob(hash.to_vec()))];
+        Ok(!self
+            .rows(
+                "SELECT 1 FROM tokens WHERE hash = :hash",
+                &binds,
+                |_| Ok(()),
+            )?
+            .is_empty())
+    }
+
+    fn totals(&mut self, q: &Query) -> Result<Totals, StoreError> {
+        let (sel, binds) = scope(q);
+        let sql = format!(
+            "{sel}SELECT count(DISTINCT visitor), count(*), coalesce(sum(pageviews), 0),
+                coalesce(sum(pageviews = 1 AND engaged_ms < 10000), 0),
+                coalesce(avg(end_ms - start_ms), 0), coalesce(sum(purchase > 0), 0)
+             FROM sel"
+        );
+        let (visitors, sessions, pageviews, bounces, avg_ms, purchases) = self
+            .rows(&sql, &binds, |r| {
+                Ok((
+                    u(r.get(0)?),
+                    u(r.get(1)?),
+                    u(r.get(2)?),
+                    u(r.get(3)?),
+                    r.get::<_, f64>(4)?,
+                    u(r.get(5)?),
+                ))
+            })?
+            .pop()
+            .unwrap_or_default();
+        let sql = format!(
+            "{sel}SELECT coalesce(avg(g.scroll), 0) FROM events e
+             JOIN engagement g ON g.site = e.site AND g.pv = e.pv
+             WHERE {IN_SCOPE} AND e.type = 'pageview'"
+        );
+        let avg_scroll = self
+            .rows(&sql, &binds, |r| r.get::<_, f64>(0))?
+            .pop()
+            .unwrap_or(0.0);
+        Ok(Totals {
+            visitors,
+            sessions,
+            pageviews,
+            bounce_rate: report::ratio(bounces, sessions),
+            avg_duration_s: avg_ms / 1000.0,
+            avg_scroll,
+            conversion_rate: report::ratio(purchases, sessions),
+            revenue: self.revenue(&sel, &binds)?,
+        })
+    }
+
+    fn overview(&mut self, q: &Query) -> Result<Overview, StoreError> {
+        let totals = self.totals(q)?;
+        let (dlo, dhi) = q.utc_days();
+        let binds = vec![
+            (":site".into(), Value::Text(q.site.clone())),
+            (":dlo".into(), Value::Integer(dlo)),
+            (":dhi".into(), Value::Integer(dhi)),
+        ];
+        let mut dropped: BTreeMap<String, u64> = ["bot", "rejected", "stale"]
+            .into_iter()
+            .map(|r| (r.to_string(), 0))
+            .collect();
+        for (reason, n) in self.rows(
+            "SELECT reason, sum(count) FROM dropped
+             WHERE site = :site AND day >= :dlo AND day <= :dhi GROUP BY reason",
+            &binds,
+            |r| Ok((r.get::<_, String>(0)?, u(r.get(1)?))),
+        )? {
+            *dropped.entry(reason).or_default() += n;
+        }
+        Ok(Overview { totals, dropped })
+    }
+
+    fn pages(&mut self, q: &Query, limit: u32) -> Result<Vec<PageRow>, StoreError> {
+        let (sel, binds) = scope(q);
+        let mut ends: HashMap<(bool, String), u64> = HashMap::new();
+        for (exit, col) in [(false, "entry_path"), (true, "exit_path")] {
+            let sql = format!(
+                "{sel}SELECT {col}, count(*) FROM sel WHERE {col} IS NOT NULL GROUP BY {col}"
+            );
+            for (path, n) in self.rows(&sql, &binds, |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
+                ends.insert((exit, path), u(n));
+            }
+        }
+        let sql = format!(
+            "{sel}SELECT e.path, count(*), count(DISTINCT e.visitor),
+                coalesce(avg(g.scroll), 0), coalesce(avg(g.engaged_ms), 0)
+             FROM events e LEFT JOIN engagement g ON g.site = e.site AND g.pv = e.pv
+             WHERE {IN_SCOPE} AND e.type = 'pageview'
+             GROUP BY e.path ORDER BY 2 DESC, 1 LIMIT :limit"
+        );
+        let binds = with(binds, &[(":limit", Value::Integer(limit.into()))]);
+        self.rows(&sql, &binds, |r| {
+            let path: String = r.get(0)?;
+            let pageviews = u(r.get(1)?);
+            let entries = ends.get(&(false, path.clone())).copied().unwrap_or(0);
+            let exits = ends.get(&(true, path.clone())).copied().unwrap_or(0);
+            Ok(PageRow {
+                pageviews,
+                visitors: u(r.get(2)?),
+                entries,
+                exits,
+                exit_rate: report::ratio(exits, pageviews),
+                avg_scroll: r.get(3)?,
+                avg_engaged_s: r.get::<_, f64>(4)? / 1000.0,
+                path,
+            })
+        })
+    }
+
+    fn sources(&mut self, q: &Query, limit: u32) -> Result<Vec<SourceRow>, StoreError> {
+        let (sel, binds) = scope(q);
+        type Key = (String, String, Option<String>, Option<String>);
+        let key = |r: &Row<'_>| -> rusqlite::Result<Key> {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        };
+        let sql = format!(
+            "{sel}SELECT s.source_, s.medium_, s.campaign, s.referrer_host, e.currency, total({REVENUE})
+             FROM events e JOIN (SELECT id, coalesce(source, '(none)') AS source_,
+                 coalesce(medium, '(none)') AS medium_, campaign, referrer_host FROM sel) s
+               ON s.id = e.session_id
+             WHERE e.site = :site AND e.ts >= :lo AND e.ts < :ehi AND e.type = 'cart'
+               AND e.action = 'purchase' AND e.currency IS NOT NULL
+             GROUP BY 1, 2, 3, 4, 5"
+        );
+        let mut revenue: HashMap<Key, BTreeMap<String, f64>> = HashMap::new();
+        for (k, currency, amount) in self.rows(&sql, &binds, |r| {
+            Ok((key(r)?, r.get::<_, String>(4)?, r.get(5)?))
+        })? {
+            revenue.entry(k).or_default().insert(currency, amount);
+        }
+        let sql = format!(
+            "{sel}SELECT coalesce(source, '(none)'), coalesce(medium, '(none)'), campaign,
+                referrer_host, count(DISTINCT visitor), count(*), sum(purchase > 0)
+             FROM sel GROUP BY 1, 2, 3, 4 ORDER BY 6 DESC, 1, 2, 3, 4 LIMIT :limit"
+        );
+        let binds = with(binds, &[(":limit", Value::Integer(limit.into()))]);
+        self.rows(&sql, &binds, |r| {
+            let k = key(r)?;
+            let sessions = u(r.get(5)?);
+            Ok(SourceRow {
+                revenue: revenue.get(&k).cloned().unwrap_or_default(),
+                source: k.0,
+                medium: k.1,
+                campaign: k.2,
+                referrer_host: k.3,
+                visitors: u(r.get(4)?),
+                sessions,
+                conversion_rate: report::ratio(u(r.get(6)?), sessions),
+            })
+        })
+    }
+
+    fn breakdown(
+        &mut self,
+        q: &Query,
+        dim: Dim,
+        limit: u32,
+    ) -> Result<Vec<BreakdownRow>, StoreError> {
+        let (sel, binds) = scope(q);
+        let col = column(dim);
+        let sql = format!(
+            "{sel}SELECT coalesce({col}, '(unknown)'), count(DISTINCT visitor), count(*)
+             FROM sel GROUP BY 1 ORDER BY 3 DESC, 1 LIMIT :limit"
+        );
+        let binds = with(binds, &[(":limit", Value::Integer(limit.into()))]);
+        self.rows(&sql, &binds, |r| {
+            Ok(BreakdownRow {
+                value: r.get(0)?,
+                visitors: u(r.get(1)?),
+                sessions: u(r.get(2)?),
+            })
+        })
+    }
+
+    fn funnel(&mut self, q: &Query, steps: &[Step]) -> Result<Vec<FunnelStep>, StoreError> {
+        let (sel, mut binds) = scope(q);
+        // Only events that can match some step leave the store; the walk itself is pure.
+        let mut any = Vec::new();
+        for (n, step) in steps.iter().enumerate() {
+            let name = format!(":s{n}");
+            let (cond, v) = match step {
+                Step::Page(glob) => ("e.type = 'pageview' AND e.path GLOB", sqlite_glob(glob)),
+                Step::Cart(a) => ("e.type = 'cart' AND e.action =", a.as_str().to_string()),
+                Step::Event(n) => ("e.type = 'custom' AND e.name =", n.clone()),
+            };
+            any.push(format!("({cond} {name})"));
+            binds.push((name, Value::Text(v)));
+        }
+        let sql = format!(
+            "{sel}SELECT e.session_id, e.ts, e.type, e.path, e.action, e.name FROM events e
+             WHERE {IN_SCOPE} AND ({})
+             ORDER BY e.session_id, e.ts, e.id",
+            any.join(" OR ")
+        );
+        let events = self.rows(&sql, &binds, |r| {
+            Ok(FunnelEvent {
+                session: r.get::<_, i64>(0)? as u64,
+                ts: r.get(1)?,
+                kind: r.get(2)?,
+                path: r.get(3)?,
+                action: r.get(4)?,
+                name: r.get(5)?,
+            })
+        })?;
+        Ok(report::funnel(steps, &events))
+    }
+
+    fn scroll(&mut self, q: &Query, page: Option<&str>) -> Result<ScrollReport, StoreError> {
+        let (sel, binds) = scope(q);
+        let binds = with(
+            binds,
+            &[(
+                ":page",
+                page.map_or(Value::Null, |p| Value::Text(sqlite_glob(p))),
+            )],
+        );
+        let sql = format!(
+            "{sel}SELECT g.scroll, count(*) FROM events e
+             JOIN engagement g ON g.site = e.site AND g.pv = e.pv
+             WHERE {IN_SCOPE} AND e.type = 'pageview' AND (:page IS NULL OR e.path GLOB :page)
+             GROUP BY g.scroll"
+        );
+        let counts = self.rows(&sql, &binds, |r| Ok((r.get::<_, i64>(0)?, u(r.get(1)?))))?;
+        let total: u64 = counts.iter().map(|(_, n)| n).sum();
+        let reached = [25, 50, 75, 100]
+            .into_iter()
+            .map(|depth| {
+                let n = counts
+                    .iter()
+                    .filter(|(s, _)| *s >= depth)
+                    .map(|(_, n)| n)
+                    .sum();
+                (depth.to_string(), report::ratio(n, total))
+            })
+            .collect();
+        let histogram = (0u8..10)
+            .map(|b| {
+                let n = counts
+                    .iter()
+                    .filter(|(s, _)| (s / 10).min(9) == i64::from(b))
+                    .map(|(_, n)| n)
+                    .sum();
+                ScrollBucket {
+                    from: b * 10,
+                    to: b * 10 + 10,
+                    pageviews: n,
+                    share: report::ratio(n, total),
+                }
+            })
+            .collect();
+        Ok(ScrollReport {
+            pageviews: total,
+            reached,
+            histogram,
+        })
+    }
+
+    fn cart(&mut self, q: &Query, limit: u32) -> Result<CartReport, StoreError> {
+        let (sel, binds) = scope(q);
+        let sql = format!(
+            "{sel}SELECT coalesce(sum(cart_adds > 0), 0), coalesce(sum(checkout > 0), 0),
+                coalesce(sum(purchase > 0), 0), coalesce(sum(cart_adds > 0 AND purchase = 0), 0)
+             FROM sel"
+        );
+        let (adds, checkouts, purchases, abandoned) = self
+            .rows(&sql, &binds, |r| {
+                Ok((u(r.get(0)?), u(r.get(1)?), u(r.get(2)?), u(r.get(3)?)))
+            })?
+            .pop()
+            .unwrap_or_default();
+        let sql = format!(
+            "{sel}SELECT coalesce(e.currency, '(none)'), count(*) FROM events e
+             WHERE {IN_SCOPE} AND e.type = 'cart' AND e.action = 'purchase' GROUP BY 1"
+        );
+        let orders: BTreeMap<String, u64> = self
+            .rows(&sql, &binds, |r| Ok((r.get(0)?, u(r.get(1)?))))?
+            .into_iter()
+            .collect();
+        let revenue = self.revenue(&sel, &binds)?;
+        let aov = revenue
+            .iter()
+            .filter_map(|(c, r)| {
+                let n = *orders.get(c)?;
+                (n > 0).then(|| (c.clone(), r / n as f64))
+            })
+            .collect();
+        Ok(CartReport {
+            sessions_with_add: adds,
+            sessions_with_checkout: checkouts,
+            sessions_with_purchase: purchases,
+            abandonment_rate: report::ratio(abandoned, adds),
+            top_added: self.products(&sel, &binds, "add", limit)?,
+            top_bought: self.products(&sel, &binds, "purchase", limit)?,
+            orders,
+            revenue,
+            aov,
+        })
+    }
+
+    fn realtime(&mut self, q: &Query) -> Result<Realtime, StoreError> {
+        const MINUTE: i64 = 60_000;
+        let now = q.now;
+        // Sessions active now started at most a day ago.
+        let (sel, binds) = scope(&q.window(now - SESSION_SPAN_MS, now + 1));
+        let since = now - 5 * MINUTE;
+        let base = now.div_euclid(MINUTE) * MINUTE - 29 * MINUTE;
+        let binds = with(
+            binds,
+            &[
+                (":now", Value::Integer(now)),
+                (":since", Value::Integer(since)),
+                (":base", Value::Integer(base)),
+                (":plo", Value::Integer(now - 60 * MINUTE)),
+            ],
+        );
+        let sql = format!(
+            "{sel}SELECT count(DISTINCT e.visitor) FROM events e
+             WHERE {IN_SCOPE} AND e.ts >= :since AND e.ts <= :now"
+        );
+        let visitors = self
+            .rows(&sql, &binds, |r| r.get::<_, i64>(0))?
+            .pop()
+            .map_or(0, u);
+        // SQLite returns the bare `path` from the row holding max(ts).
+        let sql = format!(
+            "{sel}, latest AS (
+                SELECT e.visitor, e.path, max(e.ts) FROM events e
+                WHERE {IN_SCOPE} AND e.ts >= :plo AND e.ts <= :now AND e.type = 'pageview'
+                  AND e.visitor IN (SELECT e.visitor FROM events e
+                                    WHERE {IN_SCOPE} AND e.ts >= :since AND e.ts <= :now)
+                GROUP BY e.visitor)
+             SELECT path, count(*) FROM latest GROUP BY path ORDER BY 2 DESC, 1 LIMIT 100"
+        );
+        let pages = self.rows(&sql, &binds, |r| {
+            Ok(PageNow {
+                path: r.get(0)?,
+                visitors: u(r.get(1)?),
+            })
+        })?;
+        let sql = format!(
+            "{sel}SELECT (e.ts - :base) / 60000, count(*) FROM events e
+             WHERE {IN_SCOPE} AND e.ts >= :base AND e.ts <= :now GROUP BY 1"
+        );
+        let counts: HashMap<i64, u64> = self
+            .rows(&sql, &binds, |r| Ok((r.get(0)?, u(r.get(1)?))))?
+            .into_iter()
+            .collect();
+        let per_minute = (0..30)
+            .map(|m| Minute {
+                ts: base + m * MINUTE,
+                events: counts.get(&m).copied().unwrap_or(0),
+            })
+            .collect();
+        Ok(Realtime {
+            visitors,
+            pages,
+            per_minute,
+        })
+    }
+
+    fn sessions(&mut self, q: &Query, limit: u32) -> Result<Vec<SessionRecord>, StoreError> {
+        let (sel, binds) = scope(q);
+        let sql = format!(
+            "{sel}SELECT id, visitor, start_ms, end_ms, entry_path, exit_path, pageviews, events,
+                engaged_ms, max_scroll, referrer_host, source, medium, campaign, browser, os,
+                device, country, cart_adds, checkout, purchase, revenue, currency
+             FROM sel ORDER BY start_ms DESC, id DESC LIMIT :limit"
+        );
+        let binds = with(binds, &[(":limit", Value::Integer(limit.into()))]);
+        let tz = q.tz.clone();
+        self.rows(&sql, &binds, |r| {
+            let start: i64 = r.get(2)?;
+            let end: i64 = r.get(3)?;
+            let pageviews = u(r.get(6)?);
+            let engaged_ms: i64 = r.get(8)?;
+            let day = jiff::Timestamp::from_millisecond(start)
+                .map(|t| t.to_zoned_datetime(tz.clone()).date().to_string())
+                .unwrap_or_default();
+            Ok(SessionRecord {
+                id: format!("{:016x}", r.get::<_, i64>(0)?),
+                visitor: format!("{:016x}", r.get::<_, i64>(1)?),
+                day,
+                start,
+                end,
+                duration_s: (end - start) as f64 / 1000.0,
+                entry_path: r.get(4)?,
+                exit_path: r.get(5)?,
+                pageviews,
+                events: u(r.get(7)?),
+                bounce: pageviews == 1 && engaged_ms < 10_000,
+                max_scroll: u8::try_from(r.get::<_, i64>(9)?).unwrap_or(100),
+                engaged_s: engaged_ms as f64 / 1000.0,
+                referrer_host: r.get(10)?,
+                source: r.get(11)?,
+                medium: r.get(12)?,
+                campaign: r.get(13)?,
+                browser: r.get(14)?,
+                os: r.get(15)?,
+                device: r.get(16)?,
+                country: r.get(17)?,
+                cart_adds: u(r.get(18)?),
+                checkout: r.get::<_, i64>(19)? != 0,
+                purchase: r.get::<_, i64>(20)? != 0,
+                revenue: r.get(21)?,
+                currency: r.get(22)?,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{BatchWrite, Engagement, EventRow, Origin, SessionDelta, Store};
+    use waymark_protocol::{CartAction, EventType};
+
+    #[test]
+    fn globs_are_literal_except_star() {
+        assert_eq!(sqlite_glob("/p/*"), "/p/*");
+        assert_eq!(sqlite_glob("/a?[b]"), "/a[?][[]b]");
+    }
+
+    fn event(session: u64, ts: i64, kind: EventType, pv: &str, path: &str) -> EventRow {
+        EventRow {
+            session,
+            visitor: session * 10,
+            ts,
+            kind,
+            pv: pv.into(),
+            host: "shop.example".into(),
+            path: path.into(),
+            title: None,
+            scroll: None,
+            engaged_ms: None,
+            action: None,
+            order_id: None,
+            revenue: None,
+            currency: None,
+            items: None,
+            name: None,
+            props: None,
+        }
+    }
+
+    fn session(id: u64, start: i64, end: i64, pageviews: u32, source: &str) -> SessionDelta {
+        SessionDelta {
+            id,
+            visitor: id * 10,
+            start,
+            end,
+            entry: Some((
+                start,
+                "/".into(),
+                Origin {
+                    source: source.into(),
+                    medium: "search".into(),
+                    ..Origin::default()
+                },
+            )),
+            exit: Some((end, "/products/x".into())),
+            pageviews,
+            events: pageviews,
+            browser: "Firefox".into(),
+            os: "Linux".into(),
+            device: "desktop".into(),
+            ..SessionDelta::default()
+        }
+    }
+
+    /// A store with two sessions written through the `Store` trait, queried directly.
+    #[test]
+    fn queries_over_a_small_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        store
+            .put_site(&crate::store::Site {
+                id: "shop".into(),
+                origins: vec![],
+            })
+            .unwrap();
+        let day = 86_400_000 * 20_000;
+        let mut purchase = event(2, day + 5_000, EventType::Cart, "pv2b", "/checkout");
+        purchase.action = Some(CartAction::Purchase);
+        purchase.currency = Some("EUR".into());
+        purchase.items = Some(r#"[{"id":"a","price":2.5,"quantity":4}]"#.into());
+        let mut s2 = session(2, day + 1_000, day + 5_000, 2, "google");
+        s2.purchase = true;
+        store
+            .write(&[BatchWrite {
+                site: "shop".into(),
+                batch_id: "b1".into(),
+                received: day + 6_000,
+                events: vec![
+                    event(1, day, EventType::Pageview, "pv1a", "/"),
+                    event(2, day + 1_000, EventType::Pageview, "pv2a", "/"),
+                    event(2, day + 2_000, EventType::Pageview, "pv2b", "/products/x"),
+                    purchase,
+                ],
+                sessions: vec![session(1, day, day, 1, "direct"), s2],
+                engagement: vec![Engagement {
+                    session: 2,
+                    pv: "pv2b".into(),
+                    path: "/products/x".into(),
+                    ts: day + 3_000,
+                    scroll: 80,
+                    engaged_ms: 20_000,
+                }],
+                dropped: vec![],
+            }])
+            .unwrap();
+        let mut r = SqliteReports::open(dir.path()).unwrap();
+        assert!(r.site_exists("shop").unwrap());
+        assert!(!r.site_exists("other").unwrap());
+        let from = jiff::civil::Date::constant(2024, 10, 4);
+        assert_eq!(
+            crate::report::Query::new("shop", from, from, jiff::tz::TimeZone::UTC, vec![], 0)
+                .unwrap()
+                .lo,
+            day,
+            "day 20000 is 2024-10-04"
+        );
+        let q = Query::new("shop", from, from, jiff::tz::TimeZone::UTC, vec![], 0).unwrap();
+        let t = r.totals(&q).unwrap();
+        assert_eq!((t.visitors, t.sessions, t.pageviews), (2, 2, 3));
+        assert_eq!(t.bounce_rate, 0.5);
+        assert_eq!(t.avg_duration_s, 2.0);
+        assert_eq!(t.avg_scroll, 80.0);
+        assert_eq!(t.revenue.get("EUR"), Some(&10.0), "items price × quantity");
+        let q = Query::new(
+            "shop",
+            from,
+            from,
+            jiff::tz::TimeZone::UTC,
+            vec![Filter::Page("/products/*".into())],
+            0,
+        )
+        .unwrap();
+        assert_eq!(r.totals(&q).unwrap().sessions, 1);
+        let q = Query::new(
+            "shop",
+            from,
+            from,
+            jiff::tz::TimeZone::UTC,
+            vec![Filter::Is(Dim::Source, "GOOGLE".into())],
+            0,
+        )
+        .unwrap();
+        assert_eq!(r.totals(&q).unwrap().sessions, 1, "filters ignore case");
+        let next = from.tomorrow().unwrap();
+        let q = Query::new("shop", next, next, jiff::tz::TimeZone::UTC, vec![], 0).unwrap();
+        assert_eq!(
+            r.totals(&q).unwrap(),
+            Totals::default(),
+            "an empty range is zero"
+        );
+    }
+}
