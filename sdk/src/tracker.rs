@@ -217,10 +217,11 @@ impl Tracker {
         if hidden {
             self.engagement(now);
             self.queue.flush_now(now);
+            // Everything not yet confirmed goes out by beacon now: waiting retries, and batches
+            // still in flight by fetch, whose answer the page may not live to see. A copy is
+            // harmless: it carries the same batch id, which the collector de-duplicates.
             for p in &mut self.pending {
-                if let Some(t) = p.retry_at.as_mut() {
-                    *t = (*t).min(now);
-                }
+                p.retry_at = Some(p.retry_at.map_or(now, |t| t.min(now)));
             }
         }
     }
@@ -733,6 +734,32 @@ mod tests {
             &mut r,
         );
         assert!(drain(&mut t, T0 + 7_000).is_empty());
+    }
+
+    #[test]
+    fn hide_resends_batches_still_in_flight_by_beacon_with_the_same_id() {
+        let mut t = granted();
+        let mut r = rng();
+        let in_flight = drain(&mut t, T0 + 5_000).remove(0);
+        assert!(!in_flight.beacon);
+        t.visibility(T0 + 5_100, true);
+        // The copy first, then the page view's engagement that hiding produces.
+        let sent = drain(&mut t, T0 + 5_100);
+        assert_eq!(sent.len(), 2);
+        assert!(sent.iter().all(|o| o.beacon));
+        assert_eq!(batch(&sent[0]).batch, batch(&in_flight).batch);
+        assert_ne!(batch(&sent[1]).batch, batch(&in_flight).batch);
+        assert_eq!(batch(&sent[0]).events, batch(&in_flight).events);
+        // The beacon is accepted; the late fetch answer for the same key is then ignored.
+        t.delivered(sent[0].key, Outcome::Delivered, T0 + 5_100, &mut r);
+        t.delivered(sent[1].key, Outcome::Delivered, T0 + 5_100, &mut r);
+        t.delivered(
+            in_flight.key,
+            Outcome::Retry { after_ms: None },
+            T0 + 5_200,
+            &mut r,
+        );
+        assert!(drain(&mut t, T0 + 70_000).is_empty());
     }
 
     #[test]
