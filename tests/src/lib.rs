@@ -175,6 +175,44 @@ pub enum Kind {
     Firefox,
 }
 
+/// The browsers to run a journey in: Chromium and Firefox, each when installed. A missing
+/// browser is skipped with a note locally, and fails the test when `CI=true`.
+///
+/// # Panics
+/// When `CI=true` and a browser is missing.
+pub fn kinds() -> Vec<Kind> {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    [Kind::Chromium, Kind::Firefox]
+        .into_iter()
+        .filter(|&k| {
+            let ok = available(k);
+            assert!(
+                ok || !ci,
+                "{k:?} is not installed (CI=true: failing, not skipping)"
+            );
+            if !ok {
+                eprintln!("note: {k:?} is not installed; skipping it");
+            }
+            ok
+        })
+        .collect()
+}
+
+/// A desktop user agent of the browser under test. Headless Chromium announces itself as
+/// `HeadlessChrome`, which the collector rightly counts as automation and never stores as a
+/// visit, so tests present an ordinary desktop Chrome user agent. Firefox keeps its own (its
+/// headless mode does not change the user agent).
+pub fn user_agent(kind: Kind) -> Option<String> {
+    match kind {
+        Kind::Chromium => Some(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+             Chrome/156.0.0.0 Safari/537.36"
+                .into(),
+        ),
+        Kind::Firefox => None,
+    }
+}
+
 /// How to start the browser.
 #[derive(Clone, Debug, Default)]
 pub struct Options {

@@ -12,39 +12,14 @@ use fantoccini::{Client, Locator};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use waymark_tests::{available, exclusive, root, Browser, Collector, Kind, Options};
+use waymark_tests::{exclusive, kinds, root, user_agent, Browser, Collector, Kind, Options};
 
 /// Longest wait for the page or the store.
 const WAIT: Duration = Duration::from_secs(15);
 
-/// Chromium always; Firefox when installed. A missing browser fails the test when `CI=true`.
-fn kinds() -> Vec<Kind> {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    [Kind::Chromium, Kind::Firefox]
-        .into_iter()
-        .filter(|&k| {
-            let ok = available(k);
-            assert!(
-                ok || !ci,
-                "{k:?} is not installed (CI=true: failing, not skipping)"
-            );
-            if !ok {
-                eprintln!("note: {k:?} is not installed; skipping it");
-            }
-            ok
-        })
-        .collect()
-}
-
-/// Headless Chromium says `HeadlessChrome`, which the collector rightly drops as automation: present
-/// an ordinary desktop Chrome. Firefox's headless mode keeps its normal user agent.
 fn visitor(kind: Kind) -> Options {
     Options {
-        user_agent: (kind == Kind::Chromium).then(|| {
-            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
-             Chrome/156.0.0.0 Safari/537.36"
-                .to_string()
-        }),
+        user_agent: user_agent(kind),
         ..Options::default()
     }
 }

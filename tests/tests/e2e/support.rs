@@ -6,30 +6,11 @@ use serde_json::Value;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use waymark_tests::{available, Browser, Collector, Kind, Options};
+pub use waymark_tests::{kinds, user_agent};
+use waymark_tests::{Browser, Collector, Kind, Options};
 
 /// Longest wait for something the collector should store.
 pub const STORE_WAIT: Duration = Duration::from_secs(20);
-
-/// The browsers to run a journey in: Chromium and Firefox, each when installed. A missing
-/// browser is skipped with a note locally, and fails the test when `CI=true`.
-pub fn kinds() -> Vec<Kind> {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    [Kind::Chromium, Kind::Firefox]
-        .into_iter()
-        .filter(|&k| {
-            let ok = available(k);
-            assert!(
-                ok || !ci,
-                "{k:?} is not installed (CI=true: failing, not skipping)"
-            );
-            if !ok {
-                eprintln!("note: {k:?} is not installed; skipping it");
-            }
-            ok
-        })
-        .collect()
-}
 
 /// Runs `journey` once per available browser, in order. Every browser runs even when an
 /// earlier one failed; the test then fails naming each failing browser.
@@ -59,21 +40,6 @@ fn panic_message(e: tokio::task::JoinError) -> String {
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_string()))
         .unwrap_or_default()
-}
-
-/// A desktop user agent of the browser under test. Headless Chromium announces itself as
-/// `HeadlessChrome`, which the collector rightly counts as automation and never stores as a
-/// visit, so the journeys present an ordinary desktop Chrome user agent. Firefox keeps its own
-/// (its headless mode does not change the user agent).
-pub fn user_agent(kind: Kind) -> Option<String> {
-    match kind {
-        Kind::Chromium => Some(
-            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
-             Chrome/156.0.0.0 Safari/537.36"
-                .into(),
-        ),
-        Kind::Firefox => None,
-    }
 }
 
 /// Options for an ordinary visitor in `kind`.
