@@ -2,17 +2,22 @@
  * (`wasm_bindgen` below); both are wrapped in one function so nothing but `window.waymark` leaks.
  * It installs the queueing stub of SDK.md (if the page has none), loads `waymark_bg.wasm` from
  * beside this script, starts the SDK with the tag's data- attributes, then replays the queued
- * calls in order and replaces the stub. Nothing here may throw into the page. */
+ * calls in order and replaces the stub. Nothing here may throw into the page.
+ * That synchronous start-up work is timed as the `waymark:start` performance measure. */
 var w = window;
 var s = document.currentScript;
 var noop = function () {};
 var stub = w.waymark = w.waymark || function () { (stub.q = stub.q || []).push(arguments); };
 var attr = function (name) { return s.getAttribute('data-' + name); };
+var perf = function (method, start) {
+  try { w.performance[method]('waymark:start', start); } catch (e) { /* no User Timing */ }
+};
 if (!s || !s.src || typeof WebAssembly != 'object') {
   w.waymark = noop;
   return;
 }
 wasm_bindgen({ module_or_path: new URL('waymark_bg.wasm', s.src) }).then(function () {
+  perf('mark');
   var run = function () {
     try { wasm_bindgen.command.apply(null, arguments); } catch (e) { /* never throw into the page */ }
   };
@@ -29,4 +34,5 @@ wasm_bindgen({ module_or_path: new URL('waymark_bg.wasm', s.src) }).then(functio
   var queued = w.waymark.q || [];
   w.waymark = run;
   for (var i = 0; i < queued.length; i++) run.apply(null, queued[i]);
+  perf('measure', 'waymark:start');
 }, function () { w.waymark = noop; });
