@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo xtask build-sdk
+bash scripts/build-dashboard.sh
 bash scripts/build-npm-apps.sh   # the npm-package variant at /vite-app/dist/
 cargo build --release -q -p waymark-collector
 cat <<'MSG'

@@ -13,6 +13,7 @@ cargo clippy -q --workspace --all-targets -- -D warnings
 echo "== build the SDK (sdk/dist: script tag and npm package)"
 cargo xtask build-sdk
 cargo xtask size
+bash scripts/build-dashboard.sh
 # The npm tarball in a Vite app (demo-site/vite-app) and a webpack app (sdk/npm-check/webpack).
 bash scripts/build-npm-apps.sh
 

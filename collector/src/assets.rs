@@ -1,5 +1,6 @@
-//! Static files served from memory: the built SDK under `/sdk/` (`sdk/dist/`), with content types,
-//! ETags, caching headers, and the precompressed `.br` / `.gz` copies the SDK build writes.
+//! Static files served from memory: the built SDK under `/sdk/` (`sdk/dist/`) and the dashboard
+//! (`dashboard/dist/`), with content types, ETags, caching headers, and the precompressed
+//! `.br` / `.gz` copies the builds write.
 
 use crate::error::ApiError;
 use bytes::Bytes;
@@ -105,6 +106,11 @@ impl Assets {
         Assets { files }
     }
 
+    /// Whether no file was loaded.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
     /// Whether a file of that relative path exists.
     pub fn contains(&self, name: &str) -> bool {
         self.files.contains_key(name)
@@ -170,6 +176,55 @@ impl Assets {
                 .insert(header::CONTENT_ENCODING, HeaderValue::from_static(e));
         }
         *r.body_mut() = Full::new(body);
+        Ok(r)
+    }
+}
+
+/// The dashboard's Content-Security-Policy: its own scripts only, no inline script, API calls to
+/// this origin only, never framed. Inline styles are allowed because ECharts positions its
+/// canvases and tooltips with `style` attributes.
+pub const DASHBOARD_CSP: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; \
+    font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+    frame-ancestors 'none'";
+
+impl Assets {
+    /// A dashboard file (`dashboard/dist/`): `path` is relative to where the dashboard is mounted
+    /// (`/` and `/dir/` are `index.html`). Adds the security headers (CSP, no framing, no
+    /// referrer) and drops the open CORS of the SDK's files; `index.html` is revalidated on every
+    /// load so a new build is picked up, the content-hashed `assets/` are cached for good.
+    ///
+    /// # Errors
+    /// [`ApiError::NotFound`] for an unknown file.
+    pub fn dashboard(
+        &self,
+        path: &str,
+        req: &HeaderMap,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let mut name = path.trim_start_matches('/').to_string();
+        if name.is_empty() || name.ends_with('/') {
+            name.push_str("index.html");
+        }
+        let mut r = self.get(&name, req)?;
+        let h = r.headers_mut();
+        h.remove(header::ACCESS_CONTROL_ALLOW_ORIGIN);
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(DASHBOARD_CSP),
+        );
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(if name.starts_with("assets/") {
+                "public, max-age=31536000, immutable"
+            } else {
+                "no-cache"
+            }),
+        );
         Ok(r)
     }
 }

@@ -33,6 +33,9 @@ pub struct Config {
     pub sdk_dir: Option<PathBuf>,
     /// The demo shop (`demo-site/`), served at `/` with its site `demo-shop` registered.
     pub demo_dir: Option<PathBuf>,
+    /// The built dashboard (`dashboard/dist`), served at `/dashboard/`, and at `/` unless the
+    /// demo shop is there.
+    pub dashboard_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -50,6 +53,7 @@ impl Default for Config {
             geoip: None,
             sdk_dir: None,
             demo_dir: None,
+            dashboard_dir: None,
         }
     }
 }
@@ -68,6 +72,7 @@ pub struct FileConfig {
     pub queue_capacity: Option<usize>,
     pub geoip: Option<PathBuf>,
     pub sdk_dir: Option<PathBuf>,
+    pub dashboard_dir: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -110,6 +115,9 @@ impl FileConfig {
         }
         if self.sdk_dir.is_some() {
             base.sdk_dir = self.sdk_dir;
+        }
+        if self.dashboard_dir.is_some() {
+            base.dashboard_dir = self.dashboard_dir;
         }
         base
     }

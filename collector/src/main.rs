@@ -36,12 +36,119 @@ enum Command {
     },
     /// Print a report from the store: the same answers as the report API.
     Report(ReportArgs),
+    /// Stream raw events or sessions to stdout as NDJSON or CSV (the API's export).
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Site id.
+    #[arg(long)]
+    site: String,
+    /// events or sessions.
+    #[arg(long)]
+    table: String,
+    /// ndjson or csv [default: ndjson].
+    #[arg(long)]
+    format: Option<String>,
+    /// First day, YYYY-MM-DD [default: 29 days before --to].
+    #[arg(long)]
+    from: Option<String>,
+    /// Last day, YYYY-MM-DD, inclusive [default: today].
+    #[arg(long)]
+    to: Option<String>,
+    /// IANA time zone the days are in [default: UTC].
+    #[arg(long)]
+    tz: Option<String>,
+    /// key:value, e.g. source:google, device:mobile, page:/products/* (repeatable, AND).
+    #[arg(long = "filter")]
+    filters: Vec<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Opens the store's read side for `report`/`export`, applying pending migrations first.
+fn open_reports(common: &Common) -> anyhow::Result<SqliteReports> {
+    let config = base_config(common)?;
+    anyhow::ensure!(
+        SqliteStore::path_in(&config.data_dir).is_file(),
+        "no Waymark store in {} (use --data-dir)",
+        config.data_dir.display()
+    );
+    // Opening the store for writing once applies any pending migration.
+    drop(SqliteStore::open(&config.data_dir)?);
+    Ok(SqliteReports::open(&config.data_dir)?)
+}
+
+/// A report error as the CLI words it: parameters are flags here.
+fn cli_error(e: ReportError, site: &str) -> anyhow::Error {
+    match e {
+        ReportError::BadParam {
+            field: "query",
+            message,
+        } => anyhow::anyhow!(message),
+        ReportError::BadParam { message, .. } => anyhow::anyhow!("--{message}"),
+        ReportError::UnknownReport(r) => anyhow::anyhow!(
+            "unknown report {r:?}; one of: {}",
+            waymark_collector::report::REPORTS.join(", ")
+        ),
+        ReportError::UnknownSite => anyhow::anyhow!("unknown site {site:?}"),
+        ReportError::Store(e) => anyhow::Error::new(e),
+    }
+}
+
+fn export(args: &ExportArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut reports = open_reports(&args.common)?;
+    let mut params = vec![("table".to_string(), args.table.clone())];
+    for (k, v) in [
+        ("format", &args.format),
+        ("from", &args.from),
+        ("to", &args.to),
+        ("tz", &args.tz),
+    ] {
+        if let Some(v) = v {
+            params.push((k.to_string(), v.clone()));
+        }
+    }
+    params.extend(
+        args.filters
+            .iter()
+            .map(|f| ("filter".to_string(), f.clone())),
+    );
+    let now = waymark_collector::server::now_ms();
+    let plan = waymark_collector::report::export_plan(&mut reports, &args.site, &params, now)
+        .map_err(|e| cli_error(e, &args.site))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut failed: Option<std::io::Error> = None;
+    waymark_collector::report::export(
+        &mut reports,
+        &plan,
+        &mut |chunk| match out.write_all(chunk) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        },
+    )
+    .map_err(|e| cli_error(e, &args.site))?;
+    match failed {
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Some(e) => Err(e.into()),
+        None => match out.flush() {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(()),
+        },
+    }
 }
 
 #[derive(Args)]
 struct ReportArgs {
-    /// overview, timeseries, pages, sources, devices, browsers, os, countries, funnel, scroll,
-    /// cart, realtime or sessions.
+    /// overview, timeseries, pages, sources, devices, browsers, os, countries, funnel, paths,
+    /// scroll, cart, attribution, realtime or sessions.
     report: String,
     /// Site id.
     #[arg(long)]
@@ -70,6 +177,18 @@ struct ReportArgs {
     /// Page glob of the scroll report.
     #[arg(long)]
     page: Option<String>,
+    /// Start page (glob) of the journey map [default: entry pages].
+    #[arg(long)]
+    start: Option<String>,
+    /// Steps of the journey map, 2-10 [default: 4].
+    #[arg(long)]
+    depth: Option<String>,
+    /// Attribution goal: cart:<action>, event:<name> or page:<glob>.
+    #[arg(long)]
+    goal: Option<String>,
+    /// Attribution model: first, last or linear [default: last].
+    #[arg(long)]
+    model: Option<String>,
     /// Most rows to list.
     #[arg(long)]
     limit: Option<String>,
@@ -91,6 +210,10 @@ impl ReportArgs {
             ("interval", &self.interval),
             ("page", &self.page),
             ("limit", &self.limit),
+            ("start", &self.start),
+            ("depth", &self.depth),
+            ("goal", &self.goal),
+            ("model", &self.model),
         ];
         for (k, v) in one {
             if let Some(v) = v {
@@ -109,15 +232,7 @@ impl ReportArgs {
 }
 
 fn report(args: &ReportArgs) -> anyhow::Result<()> {
-    let config = base_config(&args.common)?;
-    anyhow::ensure!(
-        SqliteStore::path_in(&config.data_dir).is_file(),
-        "no Waymark store in {} (use --data-dir)",
-        config.data_dir.display()
-    );
-    // Opening the store for writing once applies any pending migration.
-    drop(SqliteStore::open(&config.data_dir)?);
-    let mut reports = SqliteReports::open(&config.data_dir)?;
+    let mut reports = open_reports(&args.common)?;
     let answer = waymark_collector::report::answer(
         &mut reports,
         &args.site,
@@ -125,19 +240,7 @@ fn report(args: &ReportArgs) -> anyhow::Result<()> {
         &args.params(),
         waymark_collector::server::now_ms(),
     )
-    .map_err(|e| match e {
-        ReportError::BadParam {
-            field: "query",
-            message,
-        } => anyhow::anyhow!(message),
-        ReportError::BadParam { message, .. } => anyhow::anyhow!("--{message}"),
-        ReportError::UnknownReport(r) => anyhow::anyhow!(
-            "unknown report {r:?}; one of: {}",
-            waymark_collector::report::REPORTS.join(", ")
-        ),
-        ReportError::UnknownSite => anyhow::anyhow!("unknown site {:?}", args.site),
-        ReportError::Store(e) => anyhow::Error::new(e),
-    })?;
+    .map_err(|e| cli_error(e, &args.site))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
@@ -225,6 +328,10 @@ struct ServeArgs {
     /// Directory of the built SDK, served under /sdk/ [default: sdk/dist if present].
     #[arg(long, env = "WAYMARK_SDK_DIR")]
     sdk_dir: Option<PathBuf>,
+    /// Directory of the built dashboard, served at /dashboard/ (and at / without --demo)
+    /// [default: dashboard/dist if present].
+    #[arg(long, env = "WAYMARK_DASHBOARD_DIR")]
+    dashboard_dir: Option<PathBuf>,
     /// Also serve the demo shop (demo-site/) at / and register its site `demo-shop`.
     #[arg(long)]
     demo: bool,
@@ -290,6 +397,12 @@ fn serve_config(a: &ServeArgs) -> anyhow::Result<Config> {
     }
     if c.sdk_dir.is_none() && std::path::Path::new("sdk/dist").is_dir() {
         c.sdk_dir = Some(PathBuf::from("sdk/dist"));
+    }
+    if a.dashboard_dir.is_some() {
+        c.dashboard_dir.clone_from(&a.dashboard_dir);
+    }
+    if c.dashboard_dir.is_none() && std::path::Path::new("dashboard/dist").is_dir() {
+        c.dashboard_dir = Some(PathBuf::from("dashboard/dist"));
     }
     Ok(c)
 }
@@ -394,6 +507,7 @@ fn main() -> anyhow::Result<()> {
             eprintln!("Keep this token: it is shown once and only its hash is stored.");
         }
         Command::Report(args) => report(&args)?,
+        Command::Export(args) => export(&args)?,
     }
     Ok(())
 }

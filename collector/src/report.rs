@@ -12,7 +12,7 @@ use jiff::tz::TimeZone;
 use jiff::ToSpan as _;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use waymark_protocol::CartAction;
 
@@ -51,8 +51,10 @@ pub const REPORTS: &[&str] = &[
     "os",
     "countries",
     "funnel",
+    "paths",
     "scroll",
     "cart",
+    "attribution",
     "realtime",
     "sessions",
 ];
@@ -255,23 +257,24 @@ pub enum Step {
 }
 
 impl Step {
-    fn parse(s: &str) -> Result<Step, ReportError> {
+    /// Parses `kind:value`; errors name `field` (`step`, or `goal` for attribution).
+    fn parse(field: &'static str, s: &str) -> Result<Step, ReportError> {
         let (kind, arg) = s
             .split_once(':')
             .filter(|(_, a)| !a.is_empty())
-            .ok_or_else(|| bad("step", format!("step: expected kind:value, got {s:?}")))?;
+            .ok_or_else(|| bad(field, format!("{field}: expected kind:value, got {s:?}")))?;
         match kind {
             "page" => Ok(Step::Page(arg.to_string())),
             "cart" => CartAction::parse(arg).map(Step::Cart).ok_or_else(|| {
                 bad(
-                    "step",
-                    format!("step: unknown cart action {arg:?} (add, remove, view_cart, checkout, purchase)"),
+                    field,
+                    format!("{field}: unknown cart action {arg:?} (add, remove, view_cart, checkout, purchase)"),
                 )
             }),
             "event" => Ok(Step::Event(arg.to_string())),
             other => Err(bad(
-                "step",
-                format!("step: unknown kind {other:?} (page, cart, event)"),
+                field,
+                format!("{field}: unknown kind {other:?} (page, cart, event)"),
             )),
         }
     }
@@ -414,6 +417,313 @@ pub fn ratio(a: u64, b: u64) -> f64 {
         0.0
     } else {
         a as f64 / b as f64
+    }
+}
+
+/// The journey map's name for pages folded out of a step's top N.
+pub const OTHER: &str = "(other)";
+/// The journey map's node for leaving the site.
+pub const EXIT: &str = "(exit)";
+
+/// A node of the journey map: a page (or `(other)`, `(exit)`) at a step (0 = the start page).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PathNode {
+    pub step: u32,
+    pub path: String,
+    /// Sessions at this page at this step.
+    pub sessions: u64,
+}
+
+/// A link of the journey map: `source` and `target` index `nodes`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PathLink {
+    pub source: usize,
+    pub target: usize,
+    pub sessions: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PathsReport {
+    /// Sessions on the map (those that reached the start page, or all with a page view).
+    pub sessions: u64,
+    pub nodes: Vec<PathNode>,
+    pub links: Vec<PathLink>,
+}
+
+/// Builds the journey map one session at a time, so a store can feed it without holding every
+/// page view: only counts per (step, page) and (step, page, next page) are kept.
+///
+/// A session's page views, consecutive repeats of one path collapsed, start at its first page
+/// matching `start` (its entry page without one; sessions that never match are left out). Its
+/// first `depth` pages are steps `0..depth`; each step links to the next page, or to `(exit)`
+/// when the session ended there. Pages after step `depth - 1` are cut off, not an exit.
+pub struct PathWalk {
+    start: Option<String>,
+    depth: usize,
+    visits: Vec<HashMap<String, u64>>,
+    links: HashMap<(usize, String, String), u64>,
+}
+
+impl PathWalk {
+    pub fn new(start: Option<&str>, depth: u32) -> PathWalk {
+        let depth = (depth as usize).max(1);
+        PathWalk {
+            start: start.map(str::to_string),
+            depth,
+            visits: vec![HashMap::new(); depth],
+            links: HashMap::new(),
+        }
+    }
+
+    /// One session's page paths in time order.
+    pub fn session<S: AsRef<str>>(&mut self, paths: &[S]) {
+        let mut seq: Vec<&str> = Vec::with_capacity(paths.len());
+        for p in paths {
+            let p = p.as_ref();
+            if seq.last() != Some(&p) {
+                seq.push(p);
+            }
+        }
+        let begin = match &self.start {
+            None => 0,
+            Some(g) => match seq.iter().position(|p| glob_match(g, p)) {
+                Some(i) => i,
+                None => return,
+            },
+        };
+        let seq = &seq[begin..];
+        let n = seq.len().min(self.depth);
+        for k in 0..n {
+            *self.visits[k].entry(seq[k].to_string()).or_default() += 1;
+            if k + 1 >= self.depth {
+                break;
+            }
+            let next = seq.get(k + 1).copied().unwrap_or(EXIT);
+            if next == EXIT {
+                *self.visits[k + 1].entry(EXIT.to_string()).or_default() += 1;
+            }
+            *self
+                .links
+                .entry((k, seq[k].to_string(), next.to_string()))
+                .or_default() += 1;
+        }
+    }
+
+    /// The map, keeping the `limit` most visited pages of each step and folding the rest into
+    /// `(other)`. Nodes are ordered by step, then most sessions first; links by source, target.
+    pub fn finish(self, limit: u32) -> PathsReport {
+        let keep: Vec<Vec<String>> = self
+            .visits
+            .iter()
+            .map(|step| {
+                let mut pages: Vec<(&String, u64)> = step
+                    .iter()
+                    .filter(|(p, _)| p.as_str() != EXIT)
+                    .map(|(p, n)| (p, *n))
+                    .collect();
+                pages.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+                pages
+                    .into_iter()
+                    .take(limit as usize)
+                    .map(|(p, _)| p.clone())
+                    .collect()
+            })
+            .collect();
+        let fold = |k: usize, p: &str| -> String {
+            if p == EXIT || keep[k].iter().any(|kept| kept == p) {
+                p.to_string()
+            } else {
+                OTHER.to_string()
+            }
+        };
+        let mut nodes: BTreeMap<(usize, String), u64> = BTreeMap::new();
+        for (k, step) in self.visits.iter().enumerate() {
+            for (p, n) in step {
+                *nodes.entry((k, fold(k, p))).or_default() += n;
+            }
+        }
+        let mut ordered: Vec<((usize, String), u64)> = nodes.into_iter().collect();
+        ordered.sort_by(|a, b| {
+            a.0 .0
+                .cmp(&b.0 .0)
+                .then_with(|| b.1.cmp(&a.1))
+                .then_with(|| a.0 .1.cmp(&b.0 .1))
+        });
+        let index: HashMap<(usize, String), usize> = ordered
+            .iter()
+            .enumerate()
+            .map(|(i, (key, _))| (key.clone(), i))
+            .collect();
+        let mut links: BTreeMap<(usize, usize), u64> = BTreeMap::new();
+        for ((k, from, to), n) in &self.links {
+            let (Some(&s), Some(&t)) = (
+                index.get(&(*k, fold(*k, from))),
+                index.get(&(*k + 1, fold(*k + 1, to))),
+            ) else {
+                continue;
+            };
+            *links.entry((s, t)).or_default() += n;
+        }
+        PathsReport {
+            sessions: self.visits[0].values().sum(),
+            nodes: ordered
+                .into_iter()
+                .map(|((k, path), sessions)| PathNode {
+                    step: u32::try_from(k).unwrap_or(u32::MAX),
+                    path,
+                    sessions,
+                })
+                .collect(),
+            links: links
+                .into_iter()
+                .map(|((source, target), sessions)| PathLink {
+                    source,
+                    target,
+                    sessions,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `model=` of the attribution report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    /// The visitor's first session that day.
+    First,
+    /// The converting session.
+    Last,
+    /// Equal shares over the visitor's sessions that day, up to the converting one.
+    Linear,
+}
+
+impl Model {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Model::First => "first",
+            Model::Last => "last",
+            Model::Linear => "linear",
+        }
+    }
+}
+
+/// One session of a converting visitor, for attribution.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Touch {
+    pub visitor: u64,
+    pub session: u64,
+    pub start: i64,
+    pub source: String,
+    pub medium: String,
+}
+
+/// A session in scope that reached the goal, with its purchase revenue per currency (empty
+/// unless the goal is a purchase).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conversion {
+    pub visitor: u64,
+    pub session: u64,
+    pub start: i64,
+    pub revenue: BTreeMap<String, f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AttributionRow {
+    pub source: String,
+    pub medium: String,
+    /// Converting sessions credited to this source (fractional under `linear`).
+    pub conversions: f64,
+    pub revenue: BTreeMap<String, f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AttributionReport {
+    pub goal: String,
+    pub model: String,
+    /// Sessions in scope that reached the goal.
+    pub conversions: u64,
+    pub revenue: BTreeMap<String, f64>,
+    pub sources: Vec<AttributionRow>,
+}
+
+/// Credits each conversion to sources under `model`. `touches` must hold every session of the
+/// converting visitors that could precede a conversion; a visitor key lives one day, so these
+/// are that day's sessions. A converting session missing from `touches` is credited to
+/// `(none)`.
+pub fn attribution(
+    goal: &Step,
+    model: Model,
+    conversions: &[Conversion],
+    touches: &[Touch],
+) -> AttributionReport {
+    let mut by_visitor: HashMap<u64, Vec<&Touch>> = HashMap::new();
+    for t in touches {
+        by_visitor.entry(t.visitor).or_default().push(t);
+    }
+    for list in by_visitor.values_mut() {
+        list.sort_by_key(|t| (t.start, t.session));
+    }
+    let none = Touch {
+        visitor: 0,
+        session: 0,
+        start: 0,
+        source: "(none)".into(),
+        medium: "(none)".into(),
+    };
+    let mut rows: BTreeMap<(String, String), AttributionRow> = BTreeMap::new();
+    let mut total: BTreeMap<String, f64> = BTreeMap::new();
+    for c in conversions {
+        for (cur, r) in &c.revenue {
+            *total.entry(cur.clone()).or_default() += r;
+        }
+        let own = by_visitor
+            .get(&c.visitor)
+            .and_then(|l| l.iter().find(|t| t.session == c.session).copied())
+            .unwrap_or(&none);
+        let earlier: Vec<&Touch> = by_visitor
+            .get(&c.visitor)
+            .map(|l| {
+                l.iter()
+                    .copied()
+                    .filter(|t| {
+                        t.session != c.session && (t.start, t.session) < (c.start, c.session)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let credited: Vec<&Touch> = match model {
+            Model::Last => vec![own],
+            Model::First => vec![earlier.first().copied().unwrap_or(own)],
+            Model::Linear => earlier.into_iter().chain([own]).collect(),
+        };
+        let share = 1.0 / credited.len() as f64;
+        for t in credited {
+            let row = rows
+                .entry((t.source.clone(), t.medium.clone()))
+                .or_insert_with(|| AttributionRow {
+                    source: t.source.clone(),
+                    medium: t.medium.clone(),
+                    ..AttributionRow::default()
+                });
+            row.conversions += share;
+            for (cur, r) in &c.revenue {
+                *row.revenue.entry(cur.clone()).or_default() += r * share;
+            }
+        }
+    }
+    let mut sources: Vec<AttributionRow> = rows.into_values().collect();
+    sources.sort_by(|a, b| {
+        b.conversions
+            .total_cmp(&a.conversions)
+            .then_with(|| a.source.cmp(&b.source))
+            .then_with(|| a.medium.cmp(&b.medium))
+    });
+    AttributionReport {
+        goal: goal.label(),
+        model: model.as_str().into(),
+        conversions: conversions.len() as u64,
+        revenue: total,
+        sources,
     }
 }
 
@@ -615,7 +925,27 @@ pub enum Request {
     Sessions {
         limit: u32,
     },
+    Paths {
+        start: Option<String>,
+        depth: u32,
+        limit: u32,
+    },
+    Attribution {
+        goal: Step,
+        model: Model,
+    },
+    /// Not a JSON report: rows streamed by [`export`].
+    Export {
+        table: Table,
+        format: Format,
+    },
 }
+
+/// Parameters given at most once.
+const SINGLE_PARAMS: &[&str] = &[
+    "from", "to", "tz", "interval", "page", "limit", "start", "depth", "goal", "model", "table",
+    "format",
+];
 
 /// Longest range a report may span, and an hourly time series.
 const MAX_DAYS: i32 = 3_660;
@@ -658,7 +988,7 @@ pub fn parse(
     params: &[(String, String)],
     now: i64,
 ) -> Result<(Query, Request), ReportError> {
-    if !REPORTS.contains(&report) {
+    if !REPORTS.contains(&report) && report != "export" {
         return Err(ReportError::UnknownReport(report.to_string()));
     }
     let mut one: BTreeMap<&str, &str> = BTreeMap::new();
@@ -666,7 +996,7 @@ pub fn parse(
     for (k, v) in params {
         match k.as_str() {
             "filter" => filters.push(Filter::parse(v)?),
-            "step" => steps.push(Step::parse(v)?),
+            "step" => steps.push(Step::parse("step", v)?),
             "metric" => {
                 for m in v.split(',').filter(|m| !m.is_empty()) {
                     if !METRICS.contains(&m) {
@@ -678,10 +1008,12 @@ pub fn parse(
                     metrics.push(m.to_string());
                 }
             }
-            "from" | "to" | "tz" | "interval" | "page" | "limit" => {
+            "from" | "to" | "tz" | "interval" | "page" | "limit" | "start" | "depth" | "goal"
+            | "model" | "table" | "format" => {
                 if one.insert(k.as_str(), v.as_str()).is_some() {
-                    let field = ["from", "to", "tz", "interval", "page", "limit"]
-                        .into_iter()
+                    let field = SINGLE_PARAMS
+                        .iter()
+                        .copied()
                         .find(|f| f == k)
                         .unwrap_or("query");
                     return Err(bad(field, format!("{k}: given more than once")));
@@ -776,6 +1108,58 @@ pub fn parse(
             limit: parse_limit(limit, 10)?,
         },
         "realtime" => Request::Realtime,
+        "paths" => Request::Paths {
+            start: one.get("start").map(|s| s.to_string()),
+            depth: match one.get("depth") {
+                None => 4,
+                Some(d) => d
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (2..=10).contains(n))
+                    .ok_or_else(|| bad("depth", format!("depth: expected 2-10, got {d:?}")))?,
+            },
+            limit: parse_limit(limit, 8)?,
+        },
+        "attribution" => Request::Attribution {
+            goal: Step::parse(
+                "goal",
+                one.get("goal")
+                    .ok_or_else(|| bad("goal", "goal: required, e.g. goal=cart:purchase"))?,
+            )?,
+            model: match one.get("model").copied() {
+                None | Some("last") => Model::Last,
+                Some("first") => Model::First,
+                Some("linear") => Model::Linear,
+                Some(other) => {
+                    return Err(bad(
+                        "model",
+                        format!("model: expected first, last or linear, got {other:?}"),
+                    ))
+                }
+            },
+        },
+        "export" => Request::Export {
+            table: match one.get("table").copied() {
+                Some("events") => Table::Events,
+                Some("sessions") => Table::Sessions,
+                other => {
+                    return Err(bad(
+                        "table",
+                        format!("table: expected events or sessions, got {other:?}"),
+                    ))
+                }
+            },
+            format: match one.get("format").copied() {
+                None | Some("ndjson") => Format::Ndjson,
+                Some("csv") => Format::Csv,
+                Some(other) => {
+                    return Err(bad(
+                        "format",
+                        format!("format: expected ndjson or csv, got {other:?}"),
+                    ))
+                }
+            },
+        },
         _ => Request::Sessions {
             limit: parse_limit(limit, 100)?,
         },
@@ -834,6 +1218,13 @@ pub fn run(reports: &mut dyn Reports, q: &Query, req: &Request) -> Result<Value,
         Request::Sessions { limit } => {
             json!({ "sessions": to_json(&reports.sessions(q, *limit)?) })
         }
+        Request::Paths {
+            start,
+            depth,
+            limit,
+        } => to_json(&reports.paths(q, start.as_deref(), *depth, *limit)?),
+        Request::Attribution { goal, model } => to_json(&reports.attribution(q, goal, *model)?),
+        Request::Export { .. } => return Err(ReportError::UnknownReport("export".into())),
     })
 }
 
@@ -854,6 +1245,226 @@ pub fn answer(
     }
     let (q, req) = parse(site, report, params, now)?;
     run(reports, &q, &req)
+}
+
+/// `table=` of an export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    Events,
+    Sessions,
+}
+
+/// The columns of an exported event, in order.
+pub const EVENT_COLUMNS: &[&str] = &[
+    "session",
+    "visitor",
+    "ts",
+    "type",
+    "pv",
+    "host",
+    "path",
+    "title",
+    "scroll",
+    "engaged_ms",
+    "action",
+    "order_id",
+    "revenue",
+    "currency",
+    "items",
+    "name",
+    "props",
+];
+
+/// The columns of an exported session: the fields of [`SessionRecord`], in order.
+pub const SESSION_COLUMNS: &[&str] = &[
+    "id",
+    "visitor",
+    "day",
+    "start",
+    "end",
+    "duration_s",
+    "entry_path",
+    "exit_path",
+    "pageviews",
+    "events",
+    "bounce",
+    "max_scroll",
+    "engaged_s",
+    "referrer_host",
+    "source",
+    "medium",
+    "campaign",
+    "browser",
+    "os",
+    "device",
+    "country",
+    "cart_adds",
+    "checkout",
+    "purchase",
+    "revenue",
+    "currency",
+];
+
+impl Table {
+    pub fn columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Events => EVENT_COLUMNS,
+            Table::Sessions => SESSION_COLUMNS,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Table::Events => "events",
+            Table::Sessions => "sessions",
+        }
+    }
+}
+
+/// `format=` of an export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line, keys in column order.
+    Ndjson,
+    /// RFC 4180: a header line, then one line per row; `\r\n` line ends.
+    Csv,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Ndjson => "application/x-ndjson",
+            Format::Csv => "text/csv; charset=utf-8",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Ndjson => "ndjson",
+            Format::Csv => "csv",
+        }
+    }
+}
+
+/// A session record as an export row in [`SESSION_COLUMNS`] order.
+pub fn session_row(r: &SessionRecord) -> Vec<Value> {
+    let Value::Object(mut m) = serde_json::to_value(r).unwrap_or(Value::Null) else {
+        return vec![Value::Null; SESSION_COLUMNS.len()];
+    };
+    SESSION_COLUMNS
+        .iter()
+        .map(|c| m.remove(*c).unwrap_or(Value::Null))
+        .collect()
+}
+
+fn csv_field(out: &mut String, v: &Value) {
+    let text = match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&text.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(&text);
+    }
+}
+
+/// One export line (with its line end) in `format`.
+pub fn export_line(out: &mut String, format: Format, columns: &[&str], row: &[Value]) {
+    match format {
+        Format::Ndjson => {
+            out.push('{');
+            for (i, (c, v)) in columns.iter().zip(row).enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String((*c).to_string()).to_string());
+                out.push(':');
+                out.push_str(&v.to_string());
+            }
+            out.push_str("}\n");
+        }
+        Format::Csv => {
+            for (i, v) in row.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                csv_field(out, v);
+            }
+            out.push_str("\r\n");
+        }
+    }
+}
+
+/// A checked export request: what [`export`] streams.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportPlan {
+    pub query: Query,
+    pub table: Table,
+    pub format: Format,
+}
+
+/// Checks the site and the export's parameters (`table`, `format`, and the common `from`, `to`,
+/// `tz`, `filter`), before anything is streamed.
+///
+/// # Errors
+/// [`ReportError::UnknownSite`], a bad parameter, or a store failure.
+pub fn export_plan(
+    reports: &mut dyn Reports,
+    site: &str,
+    params: &[(String, String)],
+    now: i64,
+) -> Result<ExportPlan, ReportError> {
+    if !reports.site_exists(site)? {
+        return Err(ReportError::UnknownSite);
+    }
+    match parse(site, "export", params, now)? {
+        (query, Request::Export { table, format }) => Ok(ExportPlan {
+            query,
+            table,
+            format,
+        }),
+        _ => Err(ReportError::UnknownReport("export".into())),
+    }
+}
+
+/// Bytes handed to `out` at a time.
+const EXPORT_CHUNK: usize = 64 * 1024;
+
+/// Streams the rows of an export to `out` in chunks of about 64 KiB (a CSV header first), so
+/// memory stays bounded whatever the table's size. `out` returns false to stop early (the
+/// reader went away); the answer says whether every row was written. The API and `waymark
+/// export` both go through here, so they write the same bytes.
+///
+/// # Errors
+/// The store failed (possibly after some rows were written).
+pub fn export(
+    reports: &mut dyn Reports,
+    plan: &ExportPlan,
+    out: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<bool, ReportError> {
+    let columns = plan.table.columns();
+    let mut buf = String::with_capacity(EXPORT_CHUNK + 4096);
+    if plan.format == Format::Csv {
+        let header: Vec<Value> = columns.iter().map(|c| Value::String((*c).into())).collect();
+        export_line(&mut buf, Format::Csv, columns, &header);
+    }
+    let mut open = true;
+    reports.export(&plan.query, plan.table, &mut |row| {
+        export_line(&mut buf, plan.format, columns, &row);
+        if buf.len() >= EXPORT_CHUNK {
+            open = out(buf.as_bytes());
+            buf.clear();
+        }
+        open
+    })?;
+    if open && !buf.is_empty() {
+        open = out(buf.as_bytes());
+    }
+    Ok(open)
 }
 
 /// The columns of each report's table, in order, for [`render_text`].
@@ -915,6 +1526,9 @@ fn columns(report: &str) -> &'static [&'static str] {
             "purchase",
         ],
         "histogram" => &["from", "to", "pageviews", "share"],
+        "nodes" => &["step", "path", "sessions"],
+        "links" => &["source", "target", "sessions"],
+        "attribution" => &["source", "medium", "conversions", "revenue"],
         "top_added" | "top_bought" => &["id", "name", "quantity", "sessions"],
         "pages_now" => &["path", "visitors"],
         "per_minute" => &["ts", "events"],
@@ -1001,6 +1615,7 @@ pub fn render_text(report: &str, v: &Value) -> String {
         let Value::Array(rows) = v else { continue };
         let name = match k.as_str() {
             "rows" | "points" | "steps" => report,
+            "sources" if report == "attribution" => report,
             "pages" if report == "realtime" => "pages_now",
             other => other,
         };
@@ -1147,6 +1762,21 @@ mod tests {
                 "step",
             ),
             ("sessions", vec![("limit", "0")], "limit"),
+            ("paths", vec![("depth", "1")], "depth"),
+            ("paths", vec![("start", "/"), ("start", "/a")], "start"),
+            ("attribution", vec![], "goal"),
+            ("attribution", vec![("goal", "cart:x")], "goal"),
+            (
+                "attribution",
+                vec![("goal", "cart:add"), ("model", "u")],
+                "model",
+            ),
+            ("export", vec![], "table"),
+            (
+                "export",
+                vec![("table", "events"), ("format", "xml")],
+                "format",
+            ),
             ("pages", vec![("limit", "x")], "limit"),
         ] {
             match parse("shop", report, &params(&p), now) {
@@ -1200,6 +1830,150 @@ mod tests {
         let (q, _) = parse("shop", "overview", &params(&[("tz", "Asia/Tokyo")]), now).unwrap();
         assert_eq!(q.to.to_string(), "2025-11-23");
         assert_eq!(q.from.to_string(), "2025-10-25");
+    }
+
+    #[test]
+    fn journey_map_collapses_repeats_folds_and_exits() {
+        let mut w = PathWalk::new(None, 3);
+        w.session(&["/", "/", "/a", "/b", "/c"]);
+        w.session(&["/", "/b"]);
+        w.session(&["/x"]);
+        w.session::<&str>(&[]);
+        let m = w.finish(1);
+        assert_eq!(m.sessions, 3);
+        let node = |i: usize| {
+            (
+                m.nodes[i].step,
+                m.nodes[i].path.as_str(),
+                m.nodes[i].sessions,
+            )
+        };
+        let nodes: Vec<_> = (0..m.nodes.len()).map(node).collect();
+        assert_eq!(
+            nodes,
+            [
+                (0, "/", 2),
+                (0, "(other)", 1),
+                (1, "(exit)", 1),
+                (1, "(other)", 1),
+                (1, "/a", 1),
+                (2, "(exit)", 1),
+                (2, "/b", 1),
+            ]
+        );
+        let links: Vec<_> = m
+            .links
+            .iter()
+            .map(|l| (node(l.source).1, node(l.target).1, l.sessions))
+            .collect();
+        // `/` → `/a` → `/b` (cut at depth 3), `/` → `/b` → exit, `/x` → exit.
+        assert_eq!(
+            links,
+            [
+                ("/", "(other)", 1),
+                ("/", "/a", 1),
+                ("(other)", "(exit)", 1),
+                ("(other)", "(exit)", 1),
+                ("/a", "/b", 1),
+            ]
+        );
+        let mut w = PathWalk::new(Some("/b*"), 2);
+        w.session(&["/", "/b", "/c"]);
+        w.session(&["/", "/a"]);
+        let m = w.finish(8);
+        assert_eq!(
+            m.sessions, 1,
+            "sessions without the start page are left out"
+        );
+        assert_eq!(m.nodes[0].path, "/b");
+        assert_eq!(m.links.len(), 1);
+    }
+
+    #[test]
+    fn attribution_models_credit_the_visitors_sessions() {
+        let t = |visitor, session, start, source: &str| Touch {
+            visitor,
+            session,
+            start,
+            source: source.into(),
+            medium: "m".into(),
+        };
+        let touches = [
+            t(1, 10, 0, "newsletter"),
+            t(1, 11, 100, "google"),
+            t(1, 12, 200, "direct"),
+            t(2, 20, 50, "google"),
+        ];
+        let eur = |x: f64| BTreeMap::from([("EUR".to_string(), x)]);
+        let conv = [
+            Conversion {
+                visitor: 1,
+                session: 12,
+                start: 200,
+                revenue: eur(30.0),
+            },
+            Conversion {
+                visitor: 2,
+                session: 20,
+                start: 50,
+                revenue: eur(10.0),
+            },
+        ];
+        let goal = Step::Cart(CartAction::Purchase);
+        let got = |m| {
+            attribution(&goal, m, &conv, &touches)
+                .sources
+                .into_iter()
+                .map(|r| (r.source, r.conversions, r.revenue["EUR"]))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            got(Model::Last),
+            [("direct".into(), 1.0, 30.0), ("google".into(), 1.0, 10.0)]
+        );
+        assert_eq!(
+            got(Model::First),
+            [
+                ("google".into(), 1.0, 10.0),
+                ("newsletter".into(), 1.0, 30.0)
+            ]
+        );
+        assert_eq!(
+            got(Model::Linear),
+            [
+                ("google".into(), 4.0 / 3.0, 20.0),
+                ("direct".into(), 1.0 / 3.0, 10.0),
+                ("newsletter".into(), 1.0 / 3.0, 10.0),
+            ]
+        );
+        let r = attribution(&goal, Model::Last, &conv, &touches);
+        assert_eq!((r.conversions, r.revenue["EUR"]), (2, 40.0));
+    }
+
+    #[test]
+    fn export_lines() {
+        let cols = ["a", "b", "c", "d"];
+        let row = [
+            json!("x,\"y\"\nz"),
+            Value::Null,
+            json!(1.5),
+            json!({"k": [1]}),
+        ];
+        let mut out = String::new();
+        export_line(&mut out, Format::Csv, &cols, &row);
+        assert_eq!(out, "\"x,\"\"y\"\"\nz\",,1.5,\"{\"\"k\"\":[1]}\"\r\n");
+        out.clear();
+        export_line(&mut out, Format::Ndjson, &cols, &row);
+        assert_eq!(
+            out,
+            "{\"a\":\"x,\\\"y\\\"\\nz\",\"b\":null,\"c\":1.5,\"d\":{\"k\":[1]}}\n"
+        );
+        let rec = session_row(&SessionRecord::default());
+        assert_eq!(rec.len(), SESSION_COLUMNS.len());
+        let Value::Object(all) = serde_json::to_value(SessionRecord::default()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(all.len(), SESSION_COLUMNS.len(), "every field is a column");
     }
 
     #[test]

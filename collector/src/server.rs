@@ -101,6 +101,7 @@ struct App {
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     assets: Assets,
     demo: Assets,
+    dashboard: Assets,
     reports: Arc<ReportConns>,
 }
 
@@ -222,6 +223,7 @@ pub async fn serve(
     let enricher = Enricher::new(config.geoip.as_deref())?;
     let assets = Assets::load(config.sdk_dir.as_deref());
     let demo = Assets::load(config.demo_dir.as_deref());
+    let dashboard = Assets::load(config.dashboard_dir.as_deref());
     if config.demo_dir.is_some() {
         // The demo shop is served from this very origin; register it for that origin.
         let port = listener.local_addr()?.port();
@@ -286,6 +288,7 @@ pub async fn serve(
         metrics,
         assets,
         demo,
+        dashboard,
     });
     app.rotate_salts(now_ms())?;
 
@@ -312,7 +315,7 @@ pub async fn serve(
                 let app = app.clone();
                 let svc = hyper::service::service_fn(move |req| {
                     let app = app.clone();
-                    async move { Ok::<_, std::convert::Infallible>(route(&app, req, peer).await) }
+                    async move { Ok::<_, std::convert::Infallible>(dispatch(&app, req, peer).await) }
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                 let conn = graceful.watch(conn.into_owned());
@@ -416,6 +419,16 @@ async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<
         (&Method::GET | &Method::HEAD, p) if p.starts_with("/sdk/") => {
             app.assets.get(p.trim_start_matches("/sdk/"), req.headers())
         }
+        (&Method::GET | &Method::HEAD, "/dashboard") if !app.dashboard.is_empty() => {
+            Ok(redirect(req.uri(), "/dashboard/"))
+        }
+        (&Method::GET | &Method::HEAD, p) if p.starts_with("/dashboard/") => app
+            .dashboard
+            .dashboard(p.trim_start_matches("/dashboard"), req.headers()),
+        // Without the demo shop, the dashboard is the home page.
+        (&Method::GET | &Method::HEAD, p) if app.config.demo_dir.is_none() => {
+            app.dashboard.dashboard(p, req.headers())
+        }
         (&Method::GET | &Method::HEAD, p) => demo_page(&app.demo, p, req.headers()),
         _ => Err(ApiError::NotFound),
     };
@@ -480,6 +493,132 @@ async fn report_api(app: &App, req: &Request<Incoming>) -> Result<Response<Body>
     Ok(r)
 }
 
+/// A streamed response body: chunks from a channel that a blocking task fills. An `Err` ends
+/// the response abnormally, so a client cannot mistake a failed export for a complete one.
+pub struct ChannelBody {
+    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|r| r.map(hyper::body::Frame::data)))
+    }
+}
+
+type AnyBody = http_body_util::Either<Body, ChannelBody>;
+
+/// Streamed routes first (`GET /api/v1/sites/{site}/export`), everything else through `route`.
+async fn dispatch(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<AnyBody> {
+    let path = req.uri().path();
+    if req.method() == Method::GET
+        && path.starts_with("/api/v1/sites/")
+        && path.ends_with("/export")
+    {
+        return match export_api(app, &req).await {
+            Ok(r) => r.map(http_body_util::Either::Right),
+            Err(e) => error_response(&e).map(http_body_util::Either::Left),
+        };
+    }
+    route(app, req, peer)
+        .await
+        .map(http_body_util::Either::Left)
+}
+
+/// `GET /api/v1/sites/{site}/export?table=…&format=…`: rows streamed as they are read, never
+/// held whole. The token, site and parameters are checked before the 200 is sent; the rows
+/// then flow from a blocking task through a small channel, so a slow client slows the query
+/// instead of filling memory, and a client that leaves stops it.
+async fn export_api(app: &App, req: &Request<Incoming>) -> Result<Response<ChannelBody>, ApiError> {
+    let site = req
+        .uri()
+        .path()
+        .strip_prefix("/api/v1/sites/")
+        .and_then(|r| r.strip_suffix("/export"))
+        .filter(|s| !s.is_empty() && !s.contains('/'))
+        .ok_or(ApiError::NotFound)?
+        .to_string();
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Unauthorized)?;
+    // Looked up by hash, as in `report_api`.
+    let hash = crate::auth::hash_token(token);
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let conns = app.reports.clone();
+    let now = now_ms();
+    let (ready_tx, ready_rx) =
+        oneshot::channel::<Result<(crate::report::Format, crate::report::Table), ApiError>>();
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let name = site.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut ready = Some(ready_tx);
+        let outcome = conns.run(|r| -> Result<(), ApiError> {
+            if !r
+                .token_valid(hash)
+                .map_err(crate::report::ReportError::from)?
+            {
+                return Err(ApiError::Unauthorized);
+            }
+            let plan = crate::report::export_plan(r, &site, &params, now)?;
+            if let Some(t) = ready.take() {
+                if t.send(Ok((plan.format, plan.table))).is_err() {
+                    return Ok(());
+                }
+            }
+            crate::report::export(r, &plan, &mut |chunk| {
+                tx.blocking_send(Ok(Bytes::copy_from_slice(chunk))).is_ok()
+            })?;
+            Ok(())
+        });
+        let err = match outcome {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(e) => ApiError::from(crate::report::ReportError::from(e)),
+        };
+        match ready.take() {
+            Some(t) => {
+                let _ = t.send(Err(err));
+            }
+            None => {
+                tracing::error!(error = %err, "export failed mid-stream");
+                let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
+            }
+        }
+    });
+    let (format, table) = ready_rx.await.map_err(|_| ApiError::StoreUnavailable)??;
+    let mut r = Response::new(ChannelBody { rx });
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{name}-{}.{}\"",
+        table.as_str(),
+        format.extension()
+    )) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(r)
+}
+
 /// How long a beacon may wait for room in a full write queue (see `batch`).
 const BEACON_WAIT: Duration = Duration::from_secs(30);
 
@@ -500,6 +639,20 @@ fn demo_page(demo: &Assets, path: &str, headers: &HeaderMap) -> Result<Response<
         name = "app/index.html".into();
     }
     demo.get(&name, headers)
+}
+
+/// A permanent redirect to `to`, keeping the query string.
+fn redirect(uri: &hyper::Uri, to: &str) -> Response<Body> {
+    let location = match uri.query() {
+        Some(q) => format!("{to}?{q}"),
+        None => to.to_string(),
+    };
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
 }
 
 /// CORS headers, only for registered origins; never credentials.

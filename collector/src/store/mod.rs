@@ -10,8 +10,8 @@ pub mod sqlite;
 pub mod sqlite_reports;
 
 use crate::report::{
-    BreakdownRow, CartReport, Dim, FunnelStep, Overview, PageRow, Query, Realtime, ScrollReport,
-    SessionRecord, SourceRow, Step, Totals,
+    AttributionReport, BreakdownRow, CartReport, Dim, FunnelStep, Model, Overview, PageRow,
+    PathsReport, Query, Realtime, ScrollReport, SessionRecord, SourceRow, Step, Table, Totals,
 };
 use crate::visitor::Salt;
 use waymark_protocol::{CartAction, EventType};
@@ -293,4 +293,43 @@ pub trait Reports: Send {
     /// # Errors
     /// The store could not be read.
     fn sessions(&mut self, q: &Query, limit: u32) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// The journey map (see [`crate::report::PathWalk`]) from pages matching `start` (entry
+    /// pages when `None`), `depth` steps deep, `limit` pages kept per step.
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn paths(
+        &mut self,
+        q: &Query,
+        start: Option<&str>,
+        depth: u32,
+        limit: u32,
+    ) -> Result<PathsReport, StoreError>;
+
+    /// Conversions (sessions in scope reaching `goal`) and their revenue credited to sources
+    /// under `model` (see [`crate::report::attribution`]); the look-back covers the converting
+    /// visitor's other sessions whatever the range and filters.
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn attribution(
+        &mut self,
+        q: &Query,
+        goal: &Step,
+        model: Model,
+    ) -> Result<AttributionReport, StoreError>;
+
+    /// Walks the rows of a table in scope (events by time, sessions by start), each in the
+    /// column order of [`Table::columns`], without collecting them; stops when `row` returns
+    /// false. Ids and visitor keys are hex strings.
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn export(
+        &mut self,
+        q: &Query,
+        table: Table,
+        row: &mut dyn FnMut(Vec<serde_json::Value>) -> bool,
+    ) -> Result<(), StoreError>;
 }

@@ -9,15 +9,17 @@
 use super::sqlite::SqliteStore;
 use super::{Reports, StoreError};
 use crate::report::{
-    self, BreakdownRow, CartReport, Dim, Filter, FunnelEvent, FunnelStep, Minute, Overview,
-    PageNow, PageRow, ProductRow, Query, Realtime, ScrollBucket, ScrollReport, SessionRecord,
-    SourceRow, Step, Totals,
+    self, AttributionReport, BreakdownRow, CartReport, Conversion, Dim, Filter, FunnelEvent,
+    FunnelStep, Minute, Model, Overview, PageNow, PageRow, PathWalk, PathsReport, ProductRow,
+    Query, Realtime, ScrollBucket, ScrollReport, SessionRecord, SourceRow, Step, Table, Totals,
+    Touch,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, Row};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
+use waymark_protocol::CartAction;
 
 /// How far after its start a session's events can lie (sessions last at most 24 h).
 const SESSION_SPAN_MS: i64 = 25 * 3_600_000;
@@ -99,6 +101,70 @@ fn scope(q: &Query) -> (String, Binds) {
     (sql, binds)
 }
 
+/// The condition an event (alias `e`) meets to match a step, with its value bound as `name`.
+fn step_cond(step: &Step, name: &str, binds: &mut Binds) -> String {
+    let (cond, v) = match step {
+        Step::Page(glob) => ("e.type = 'pageview' AND e.path GLOB", sqlite_glob(glob)),
+        Step::Cart(a) => ("e.type = 'cart' AND e.action =", a.as_str().to_string()),
+        Step::Event(n) => ("e.type = 'custom' AND e.name =", n.clone()),
+    };
+    binds.push((name.to_string(), Value::Text(v)));
+    format!("({cond} {name})")
+}
+
+/// The columns of a session record, read by [`session_record`].
+const SESSION_FIELDS: &str = "id, visitor, start_ms, end_ms, entry_path, exit_path, pageviews, \
+     events, engaged_ms, max_scroll, referrer_host, source, medium, campaign, browser, os, \
+     device, country, cart_adds, checkout, purchase, revenue, currency";
+
+/// A session row selected with [`SESSION_FIELDS`] as the record of SESSIONS.md; `day` is the
+/// local day of its start in `tz`.
+fn session_record(r: &Row<'_>, tz: &jiff::tz::TimeZone) -> rusqlite::Result<SessionRecord> {
+    let start: i64 = r.get(2)?;
+    let end: i64 = r.get(3)?;
+    let pageviews = u(r.get(6)?);
+    let engaged_ms: i64 = r.get(8)?;
+    let day = jiff::Timestamp::from_millisecond(start)
+        .map(|t| t.to_zoned_datetime(tz.clone()).date().to_string())
+        .unwrap_or_default();
+    Ok(SessionRecord {
+        id: format!("{:016x}", r.get::<_, i64>(0)?),
+        visitor: format!("{:016x}", r.get::<_, i64>(1)?),
+        day,
+        start,
+        end,
+        duration_s: (end - start) as f64 / 1000.0,
+        entry_path: r.get(4)?,
+        exit_path: r.get(5)?,
+        pageviews,
+        events: u(r.get(7)?),
+        bounce: pageviews == 1 && engaged_ms < 10_000,
+        max_scroll: u8::try_from(r.get::<_, i64>(9)?).unwrap_or(100),
+        engaged_s: engaged_ms as f64 / 1000.0,
+        referrer_host: r.get(10)?,
+        source: r.get(11)?,
+        medium: r.get(12)?,
+        campaign: r.get(13)?,
+        browser: r.get(14)?,
+        os: r.get(15)?,
+        device: r.get(16)?,
+        country: r.get(17)?,
+        cart_adds: u(r.get(18)?),
+        checkout: r.get::<_, i64>(19)? != 0,
+        purchase: r.get::<_, i64>(20)? != 0,
+        revenue: r.get(21)?,
+        currency: r.get(22)?,
+    })
+}
+
+/// A JSON column (items, props) as JSON; text that does not parse stays a string.
+fn json_column(v: Option<String>) -> serde_json::Value {
+    match v {
+        None => serde_json::Value::Null,
+        Some(t) => serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)),
+    }
+}
+
 fn with(mut binds: Binds, extra: &[(&str, Value)]) -> Binds {
     binds.extend(extra.iter().map(|(k, v)| ((*k).to_string(), v.clone())));
     binds
@@ -134,6 +200,22 @@ impl SqliteReports {
         binds: &Binds,
         mut f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        self.each(sql, binds, |r| {
+            out.push(f(r)?);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Runs `sql` binding those of `binds` it names, handing each row to `f` as SQLite steps
+    /// to it (nothing is collected) until `f` answers false.
+    fn each(
+        &self,
+        sql: &str,
+        binds: &Binds,
+        mut f: impl FnMut(&Row<'_>) -> rusqlite::Result<bool>,
+    ) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare_cached(sql)?;
         for (name, v) in binds {
             if let Some(i) = stmt.parameter_index(name)? {
@@ -141,11 +223,12 @@ impl SqliteReports {
             }
         }
         let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            out.push(f(r)?);
+            if !f(r)? {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn revenue(&self, sel: &str, binds: &Binds) -> Result<BTreeMap<String, f64>, StoreError> {
@@ -383,14 +466,7 @@ impl Reports for SqliteReports {
         // Only events that can match some step leave the store; the walk itself is pure.
         let mut any = Vec::new();
         for (n, step) in steps.iter().enumerate() {
-            let name = format!(":s{n}");
-            let (cond, v) = match step {
-                Step::Page(glob) => ("e.type = 'pageview' AND e.path GLOB", sqlite_glob(glob)),
-                Step::Cart(a) => ("e.type = 'cart' AND e.action =", a.as_str().to_string()),
-                Step::Event(n) => ("e.type = 'custom' AND e.name =", n.clone()),
-            };
-            any.push(format!("({cond} {name})"));
-            binds.push((name, Value::Text(v)));
+            any.push(step_cond(step, &format!(":s{n}"), &mut binds));
         }
         let sql = format!(
             "{sel}SELECT e.session_id, e.ts, e.type, e.path, e.action, e.name FROM events e
@@ -567,50 +643,156 @@ impl Reports for SqliteReports {
     fn sessions(&mut self, q: &Query, limit: u32) -> Result<Vec<SessionRecord>, StoreError> {
         let (sel, binds) = scope(q);
         let sql = format!(
-            "{sel}SELECT id, visitor, start_ms, end_ms, entry_path, exit_path, pageviews, events,
-                engaged_ms, max_scroll, referrer_host, source, medium, campaign, browser, os,
-                device, country, cart_adds, checkout, purchase, revenue, currency
-             FROM sel ORDER BY start_ms DESC, id DESC LIMIT :limit"
+            "{sel}SELECT {SESSION_FIELDS} FROM sel ORDER BY start_ms DESC, id DESC LIMIT :limit"
         );
         let binds = with(binds, &[(":limit", Value::Integer(limit.into()))]);
-        let tz = q.tz.clone();
-        self.rows(&sql, &binds, |r| {
-            let start: i64 = r.get(2)?;
-            let end: i64 = r.get(3)?;
-            let pageviews = u(r.get(6)?);
-            let engaged_ms: i64 = r.get(8)?;
-            let day = jiff::Timestamp::from_millisecond(start)
-                .map(|t| t.to_zoned_datetime(tz.clone()).date().to_string())
-                .unwrap_or_default();
-            Ok(SessionRecord {
-                id: format!("{:016x}", r.get::<_, i64>(0)?),
-                visitor: format!("{:016x}", r.get::<_, i64>(1)?),
-                day,
-                start,
-                end,
-                duration_s: (end - start) as f64 / 1000.0,
-                entry_path: r.get(4)?,
-                exit_path: r.get(5)?,
-                pageviews,
-                events: u(r.get(7)?),
-                bounce: pageviews == 1 && engaged_ms < 10_000,
-                max_scroll: u8::try_from(r.get::<_, i64>(9)?).unwrap_or(100),
-                engaged_s: engaged_ms as f64 / 1000.0,
-                referrer_host: r.get(10)?,
-                source: r.get(11)?,
-                medium: r.get(12)?,
-                campaign: r.get(13)?,
-                browser: r.get(14)?,
-                os: r.get(15)?,
-                device: r.get(16)?,
-                country: r.get(17)?,
-                cart_adds: u(r.get(18)?),
-                checkout: r.get::<_, i64>(19)? != 0,
-                purchase: r.get::<_, i64>(20)? != 0,
-                revenue: r.get(21)?,
-                currency: r.get(22)?,
+        self.rows(&sql, &binds, |r| session_record(r, &q.tz))
+    }
+
+    fn paths(
+        &mut self,
+        q: &Query,
+        start: Option<&str>,
+        depth: u32,
+        limit: u32,
+    ) -> Result<PathsReport, StoreError> {
+        let (sel, binds) = scope(q);
+        let sql = format!(
+            "{sel}SELECT e.session_id, e.path FROM events e
+             WHERE {IN_SCOPE} AND e.type = 'pageview'
+             ORDER BY e.session_id, e.ts, e.id"
+        );
+        // One session's pages at a time: the walk keeps only counts.
+        let mut walk = PathWalk::new(start, depth);
+        let mut current: Option<i64> = None;
+        let mut pages: Vec<String> = Vec::new();
+        self.each(&sql, &binds, |r| {
+            let session: i64 = r.get(0)?;
+            if current != Some(session) {
+                walk.session(&pages);
+                pages.clear();
+                current = Some(session);
+            }
+            pages.push(r.get(1)?);
+            Ok(true)
+        })?;
+        walk.session(&pages);
+        Ok(walk.finish(limit))
+    }
+
+    fn attribution(
+        &mut self,
+        q: &Query,
+        goal: &Step,
+        model: Model,
+    ) -> Result<AttributionReport, StoreError> {
+        let (sel, mut binds) = scope(q);
+        let cond = step_cond(goal, ":goal", &mut binds);
+        let conv = format!(
+            "{sel}, conv AS (SELECT s.id, s.visitor, s.start_ms FROM sel s
+                WHERE s.id IN (SELECT e.session_id FROM events e WHERE {IN_SCOPE} AND {cond}))\n"
+        );
+        let mut revenue: HashMap<i64, BTreeMap<String, f64>> = HashMap::new();
+        if *goal == Step::Cart(CartAction::Purchase) {
+            let sql = format!(
+                "{conv}SELECT e.session_id, e.currency, total({REVENUE}) FROM events e
+                 WHERE {IN_SCOPE} AND e.session_id IN (SELECT id FROM conv)
+                   AND e.type = 'cart' AND e.action = 'purchase' AND e.currency IS NOT NULL
+                 GROUP BY 1, 2"
+            );
+            for (id, currency, amount) in self.rows(&sql, &binds, |r| {
+                Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?))
+            })? {
+                revenue.entry(id).or_default().insert(currency, amount);
+            }
+        }
+        let sql = format!("{conv}SELECT id, visitor, start_ms FROM conv ORDER BY start_ms, id");
+        let conversions = self.rows(&sql, &binds, |r| {
+            let id: i64 = r.get(0)?;
+            Ok(Conversion {
+                session: id as u64,
+                visitor: r.get::<_, i64>(1)? as u64,
+                start: r.get(2)?,
+                revenue: revenue.remove(&id).unwrap_or_default(),
             })
-        })
+        })?;
+        // A visitor key lives one (UTC) day, so its sessions start within a day of each other:
+        // the look-back stays on the (site, start) index.
+        let binds = with(
+            binds,
+            &[(":tlo", Value::Integer(q.lo.saturating_sub(SESSION_SPAN_MS)))],
+        );
+        let sql = format!(
+            "{conv}SELECT t.visitor, t.id, t.start_ms, coalesce(t.source, '(none)'),
+                coalesce(t.medium, '(none)')
+             FROM sessions t
+             WHERE t.site = :site AND t.start_ms >= :tlo AND t.start_ms < :hi
+               AND t.visitor IN (SELECT visitor FROM conv)"
+        );
+        let touches = self.rows(&sql, &binds, |r| {
+            Ok(Touch {
+                visitor: r.get::<_, i64>(0)? as u64,
+                session: r.get::<_, i64>(1)? as u64,
+                start: r.get(2)?,
+                source: r.get(3)?,
+                medium: r.get(4)?,
+            })
+        })?;
+        Ok(report::attribution(goal, model, &conversions, &touches))
+    }
+
+    fn export(
+        &mut self,
+        q: &Query,
+        table: Table,
+        row: &mut dyn FnMut(Vec<serde_json::Value>) -> bool,
+    ) -> Result<(), StoreError> {
+        use serde_json::Value as J;
+        let (sel, binds) = scope(q);
+        match table {
+            Table::Sessions => {
+                let sql = format!("{sel}SELECT {SESSION_FIELDS} FROM sel ORDER BY start_ms, id");
+                self.each(&sql, &binds, |r| {
+                    Ok(row(report::session_row(&session_record(r, &q.tz)?)))
+                })
+            }
+            Table::Events => {
+                let sql = format!(
+                    "{sel}SELECT e.session_id, e.visitor, e.ts, e.type, e.pv, e.host, e.path,
+                        e.title, e.scroll, e.engaged_ms, e.action, e.order_id, e.revenue,
+                        e.currency, e.items, e.name, e.props
+                     FROM events e WHERE {IN_SCOPE} ORDER BY e.ts, e.id"
+                );
+                let text = |r: &Row<'_>, i: usize| -> rusqlite::Result<J> {
+                    Ok(r.get::<_, Option<String>>(i)?.map_or(J::Null, J::String))
+                };
+                let int = |r: &Row<'_>, i: usize| -> rusqlite::Result<J> {
+                    Ok(r.get::<_, Option<i64>>(i)?.map_or(J::Null, J::from))
+                };
+                self.each(&sql, &binds, |r| {
+                    let cells = vec![
+                        J::String(format!("{:016x}", r.get::<_, i64>(0)?)),
+                        J::String(format!("{:016x}", r.get::<_, i64>(1)?)),
+                        int(r, 2)?,
+                        text(r, 3)?,
+                        text(r, 4)?,
+                        text(r, 5)?,
+                        text(r, 6)?,
+                        text(r, 7)?,
+                        int(r, 8)?,
+                        int(r, 9)?,
+                        text(r, 10)?,
+                        text(r, 11)?,
+                        r.get::<_, Option<f64>>(12)?.map_or(J::Null, J::from),
+                        text(r, 13)?,
+                        json_column(r.get(14)?),
+                        text(r, 15)?,
+                        json_column(r.get(16)?),
+                    ];
+                    Ok(row(cells))
+                })
+            }
+        }
     }
 }
 

@@ -1126,3 +1126,413 @@ fn cli_prints_the_same_report() {
     assert!(!ok);
     assert!(err.contains("tz"), "{err}");
 }
+
+/// The journey map worked out from the sent page views: `(step, path) → sessions` and
+/// `(step, from, to) → sessions`, without folding.
+type Nodes = BTreeMap<(u64, String), u64>;
+type Links = BTreeMap<(u64, String, String), u64>;
+
+fn journey_map(sessions: &[Vec<&str>], start: Option<&str>, depth: usize) -> (Nodes, Links) {
+    let (mut nodes, mut links) = (Nodes::new(), Links::new());
+    for views in sessions {
+        let mut seq: Vec<&str> = views.clone();
+        seq.dedup();
+        let begin = match start {
+            None if seq.is_empty() => continue,
+            None => 0,
+            Some(p) => match seq.iter().position(|v| *v == p) {
+                Some(i) => i,
+                None => continue,
+            },
+        };
+        let seq = &seq[begin..];
+        for k in 0..seq.len().min(depth) {
+            *nodes.entry((k as u64, seq[k].to_string())).or_default() += 1;
+            if k + 1 < depth {
+                let next = seq.get(k + 1).copied().unwrap_or("(exit)");
+                if next == "(exit)" {
+                    *nodes.entry((k as u64 + 1, next.to_string())).or_default() += 1;
+                }
+                *links
+                    .entry((k as u64, seq[k].to_string(), next.to_string()))
+                    .or_default() += 1;
+            }
+        }
+    }
+    (nodes, links)
+}
+
+/// A paths answer as the same maps, links named by their nodes.
+fn map_of(got: &Value) -> (Nodes, Links) {
+    let nodes = got["nodes"].as_array().unwrap();
+    let key = |i: &Value| {
+        let n = &nodes[i.as_u64().unwrap() as usize];
+        (
+            n["step"].as_u64().unwrap(),
+            n["path"].as_str().unwrap().to_string(),
+        )
+    };
+    let mut n = Nodes::new();
+    for node in nodes {
+        let prev = n.insert(
+            (
+                node["step"].as_u64().unwrap(),
+                node["path"].as_str().unwrap().into(),
+            ),
+            node["sessions"].as_u64().unwrap(),
+        );
+        assert!(prev.is_none(), "duplicate node {node}");
+    }
+    let mut l = Links::new();
+    for link in got["links"].as_array().unwrap() {
+        let (s, t) = (key(&link["source"]), key(&link["target"]));
+        assert_eq!(s.0 + 1, t.0, "links join consecutive steps: {link}");
+        l.insert((s.0, s.1, t.1), link["sessions"].as_u64().unwrap());
+    }
+    (n, l)
+}
+
+#[test]
+fn journey_map_matches_the_journeys() {
+    let f = fixture();
+    let s = &f.server;
+    let sessions: Vec<Vec<&str>> = f
+        .sessions
+        .iter()
+        .map(|e| e.views.iter().map(|v| v.path).collect())
+        .collect();
+    for (query, start, depth) in [
+        ("limit=1000", None, 4),
+        ("start=/&limit=1000", Some("/"), 4),
+        (
+            "start=/products/mug&depth=2&limit=1000",
+            Some("/products/mug"),
+            2,
+        ),
+    ] {
+        let got = report(s, "paths", &format!("{}&{query}", f.range));
+        let (nodes, links) = journey_map(&sessions, start, depth);
+        let entered = nodes
+            .iter()
+            .filter(|((k, _), _)| *k == 0)
+            .map(|(_, n)| n)
+            .sum::<u64>();
+        assert_eq!(got["sessions"], entered, "{query}");
+        assert_eq!(map_of(&got), (nodes, links), "{query}: {got}");
+    }
+    // Folding keeps one page per step: every step's sessions are still all there.
+    let got = report(s, "paths", &format!("{}&limit=1", f.range));
+    let (want, _) = journey_map(&sessions, None, 4);
+    let (nodes, _) = map_of(&got);
+    for k in 0..4u64 {
+        let total = |m: &Nodes| {
+            m.iter()
+                .filter(|((s, _), _)| *s == k)
+                .map(|(_, n)| n)
+                .sum::<u64>()
+        };
+        assert_eq!(total(&nodes), total(&want), "step {k}");
+        let pages = nodes
+            .keys()
+            .filter(|(s, p)| *s == k && p != "(other)" && p != "(exit)")
+            .count();
+        assert!(pages <= 1, "step {k}: {got}");
+    }
+    // The entry page kept is the most common one: "/" (journeys 0, 2, 5 and 8).
+    let top = want
+        .iter()
+        .filter(|((k, _), _)| *k == 0)
+        .max_by_key(|(_, n)| **n)
+        .unwrap();
+    assert_eq!((top.0 .1.as_str(), *top.1), ("/", 4));
+    assert_eq!(nodes.get(&(0, "/".to_string())), Some(&4));
+    assert_eq!(nodes.get(&(0, "(other)".to_string())), Some(&6));
+    let r = get(s, "/api/v1/sites/shop/paths?depth=11", Some(TOKEN));
+    assert_eq!((r.status, r.json()["field"].clone()), (400, json!("depth")));
+}
+
+/// A collector with the report token, and a time for same-day journeys: at least 90 s after
+/// UTC midnight, so a minute of events stays on one day (one visitor key).
+fn quiet_server() -> (Server, i64) {
+    let server = Server::start_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    });
+    SqliteStore::open(&server.dir)
+        .unwrap()
+        .add_token(waymark_collector::auth::hash_token(TOKEN), 0)
+        .unwrap();
+    let since_midnight = now_ms().rem_euclid(86_400_000);
+    if since_midnight < 90_000 {
+        std::thread::sleep(std::time::Duration::from_millis(
+            (90_000 - since_midnight) as u64,
+        ));
+    }
+    (server, now_ms())
+}
+
+#[test]
+fn attribution_looks_back_over_the_visitors_day_and_export_streams() {
+    let (s, now) = quiet_server();
+    let base = now - 60_000;
+    let pv = |at: i64, id: &str, path: &str| json!({"type": "pageview", "at": base + at, "pv": id, "url": format!("https://shop.example{path}")});
+    let buy = |at: i64, id: &str, currency: &str, items: Value, revenue: Option<f64>| {
+        let mut e = json!({"type": "cart", "at": base + at, "pv": id, "url": "https://shop.example/p",
+            "action": "purchase", "order_id": format!("o-{id}"), "currency": currency, "items": items});
+        if let Some(r) = revenue {
+            e["revenue"] = json!(r);
+        }
+        e
+    };
+    // Person 0: a newsletter session, then, on a search, a second session that buys a mug
+    // (12.5 EUR from its items).
+    let mut nl = pv(0, "a1pageview", "/");
+    nl["url"] =
+        json!("https://shop.example/?utm_source=newsletter&utm_medium=email&utm_campaign=spring");
+    let mut search = pv(20_000, "a3pageview", "/products/mug");
+    search["referrer"] = json!("https://www.google.com/");
+    send(&s, &PEOPLE[0], now, &[nl, pv(5_000, "a2pageview", "/blog")]);
+    send(
+        &s,
+        &PEOPLE[0],
+        now,
+        &[
+            search,
+            buy(
+                30_000,
+                "a3pageview",
+                "EUR",
+                json!([{"id": "mug", "price": 12.5, "quantity": 1}]),
+                None,
+            ),
+        ],
+    );
+    // Person 1: one search session buying tea for 10 USD.
+    let mut search = pv(5_000, "b1pageview", "/");
+    search["referrer"] = json!("https://www.google.com/");
+    send(
+        &s,
+        &PEOPLE[1],
+        now,
+        &[
+            search,
+            pv(10_000, "b2pageview", "/products/tea"),
+            buy(
+                15_000,
+                "b2pageview",
+                "USD",
+                json!([{"id": "tea", "price": 5.0, "quantity": 2}]),
+                Some(10.0),
+            ),
+        ],
+    );
+    // Person 2: direct, a reload of the home page (collapses on the map), a titled page that
+    // needs CSV quoting, and a sign-up.
+    let mut about = pv(12_000, "c3pageview", "/about");
+    about["title"] = json!("About us, \"the shop\"");
+    send(
+        &s,
+        &PEOPLE[2],
+        now,
+        &[
+            pv(0, "c1pageview", "/"),
+            pv(4_000, "c2pageview", "/"),
+            about,
+            json!({"type": "custom", "at": base + 13_000, "pv": "c3pageview",
+                   "url": "https://shop.example/about", "name": "newsletter_signup"}),
+        ],
+    );
+    let sessions = 4;
+    let events = 2 + 2 + 3 + 4;
+
+    let attribution = |q: &str| report(&s, "attribution", &format!("goal=cart:purchase&{q}"));
+    let rows = |v: &Value| -> BTreeMap<String, (f64, BTreeMap<String, f64>)> {
+        v["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["source"].as_str().unwrap().to_string(),
+                    (
+                        r["conversions"].as_f64().unwrap(),
+                        serde_json::from_value(r["revenue"].clone()).unwrap(),
+                    ),
+                )
+            })
+            .collect()
+    };
+    let money = |list: &[(&str, f64)]| -> BTreeMap<String, f64> {
+        list.iter().map(|(c, x)| (c.to_string(), *x)).collect()
+    };
+    // Last touch: both purchases came in from the search.
+    let last = attribution("model=last");
+    assert_eq!(last["conversions"], 2);
+    assert_eq!(last["revenue"], json!({"EUR": 12.5, "USD": 10.0}));
+    assert_eq!(
+        rows(&last),
+        BTreeMap::from([(
+            "google".into(),
+            (2.0, money(&[("EUR", 12.5), ("USD", 10.0)]))
+        )])
+    );
+    assert_eq!(rows(&attribution("")), rows(&last), "last is the default");
+    // First touch: person 0's mug goes to the newsletter that brought them first that day.
+    assert_eq!(
+        rows(&attribution("model=first")),
+        BTreeMap::from([
+            ("google".into(), (1.0, money(&[("USD", 10.0)]))),
+            ("newsletter".into(), (1.0, money(&[("EUR", 12.5)]))),
+        ])
+    );
+    // Linear: person 0's two sessions share the mug.
+    assert_eq!(
+        rows(&attribution("model=linear")),
+        BTreeMap::from([
+            (
+                "google".into(),
+                (1.5, money(&[("EUR", 6.25), ("USD", 10.0)]))
+            ),
+            ("newsletter".into(), (0.5, money(&[("EUR", 6.25)]))),
+        ])
+    );
+    // Other goal kinds; no revenue unless the goal is a purchase.
+    let signup = report(
+        &s,
+        "attribution",
+        "goal=event:newsletter_signup&model=first",
+    );
+    assert_eq!(signup["revenue"], json!({}));
+    assert_eq!(signup["sources"][0]["source"], "(direct)");
+    assert_eq!(signup["sources"][0]["conversions"], 1.0);
+    let page = report(&s, "attribution", "goal=page:/products/*&model=linear");
+    assert_eq!(page["conversions"], 2);
+    for (q, field) in [
+        ("model=first", "goal"),
+        ("goal=cart:steal", "goal"),
+        ("goal=cart:add&model=u", "model"),
+    ] {
+        let r = get(
+            &s,
+            &format!("/api/v1/sites/shop/attribution?{q}"),
+            Some(TOKEN),
+        );
+        assert_eq!(
+            (r.status, r.json()["field"].clone()),
+            (400, json!(field)),
+            "{q}"
+        );
+    }
+
+    // The map from the home page: the reload collapses; person 0's second session never
+    // saw "/".
+    let map = report(&s, "paths", "start=/");
+    let all: Vec<Vec<&str>> = vec![
+        vec!["/", "/blog"],
+        vec!["/products/mug"],
+        vec!["/", "/products/tea"],
+        vec!["/", "/", "/about"],
+    ];
+    assert_eq!(map_of(&map), journey_map(&all, Some("/"), 4));
+    assert_eq!(map["sessions"], 3);
+    assert_eq!(map["links"].as_array().unwrap().len(), 6);
+
+    // Export: every stored row, NDJSON parseable, CSV quoted, the CLI byte for byte the same.
+    let export = |q: &str| get(&s, &format!("/api/v1/sites/shop/export?{q}"), Some(TOKEN));
+    let r = export("table=events&format=ndjson");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+    let lines: Vec<Value> = r
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), events);
+    assert!(lines
+        .windows(2)
+        .all(|w| w[0]["ts"].as_i64() <= w[1]["ts"].as_i64()));
+    let about: Vec<&Value> = lines.iter().filter(|l| l["path"] == "/about").collect();
+    assert_eq!(about[0]["title"], "About us, \"the shop\"");
+    let session = about[0]["session"].as_str().unwrap();
+    assert!(session.len() == 16 && session.chars().all(|c| c.is_ascii_hexdigit()));
+    assert!(lines
+        .iter()
+        .all(|l| l.get("ip").is_none() && l.get("user_agent").is_none()));
+    let buy = lines.iter().find(|l| l["action"] == "purchase").unwrap();
+    assert!(buy["items"].is_array(), "items stay JSON: {buy}");
+
+    let r = export("table=events&format=csv");
+    assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
+    let mut csv = r.body.split("\r\n");
+    assert_eq!(
+        csv.next().unwrap(),
+        "session,visitor,ts,type,pv,host,path,title,scroll,engaged_ms,action,order_id,revenue,currency,items,name,props"
+    );
+    assert_eq!(r.body.matches("\r\n").count(), events + 1);
+    assert!(
+        r.body.contains(",/about,\"About us, \"\"the shop\"\"\","),
+        "{}",
+        r.body
+    );
+
+    let r = export("table=sessions&format=csv");
+    assert_eq!(r.body.matches("\r\n").count(), sessions + 1);
+    assert!(r.body.starts_with("id,visitor,day,start,end,"));
+    let r = export("table=sessions");
+    let rows: Vec<Value> = r
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), sessions);
+    let visitors: BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["visitor"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        visitors.len(),
+        3,
+        "person 0's two sessions share the day's key"
+    );
+    // Filters apply to exports too.
+    let r = export("table=sessions&filter=source:google");
+    assert_eq!(r.body.lines().count(), 2);
+    for (q, status, field) in [
+        ("format=csv", 400, Some("table")),
+        ("table=users", 400, Some("table")),
+        ("table=events&format=xml", 400, Some("format")),
+    ] {
+        let r = export(q);
+        assert_eq!(r.status, status, "{q}");
+        assert_eq!(r.json()["field"], json!(field), "{q}");
+    }
+    assert_eq!(
+        get(&s, "/api/v1/sites/shop/export?table=events", None).status,
+        401
+    );
+    assert_eq!(
+        get(&s, "/api/v1/sites/nope/export?table=events", Some(TOKEN)).status,
+        404
+    );
+
+    for (table, format) in [("events", "csv"), ("sessions", "ndjson")] {
+        let api = export(&format!("table={table}&format={format}")).body;
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_waymark"))
+            .args([
+                "export", "--site", "shop", "--table", table, "--format", format,
+            ])
+            .arg("--data-dir")
+            .arg(&s.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            api,
+            "{table} {format}"
+        );
+    }
+}
