@@ -453,24 +453,8 @@ async fn report_api(app: &App, req: &Request<Incoming>) -> Result<Response<Body>
         .filter(|(s, r)| !s.is_empty() && !r.is_empty() && !r.contains('/'))
         .ok_or(ApiError::NotFound)?;
     let (site, report) = (site.to_string(), report.to_string());
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
-        .filter(|t| !t.is_empty())
-        .ok_or(ApiError::Unauthorized)?;
-    // Tokens are looked up by their SHA-256 hash, never compared as secrets: what an attacker
-    // can time is an index search for a hash of their own input, which tells nothing about the
-    // stored hashes (finding an input with a chosen hash prefix is a preimage attack). That is
-    // why no constant-time comparison is needed here.
-    let hash = crate::auth::hash_token(token);
-    let params: Vec<(String, String)> =
-        url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
+    let hash = bearer_hash(req.headers())?;
+    let params = query_pairs(req.uri());
     let conns = app.reports.clone();
     let now = now_ms();
     let answer = tokio::task::spawn_blocking(move || {
@@ -545,21 +529,8 @@ async fn export_api(app: &App, req: &Request<Incoming>) -> Result<Response<Chann
         .filter(|s| !s.is_empty() && !s.contains('/'))
         .ok_or(ApiError::NotFound)?
         .to_string();
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
-        .filter(|t| !t.is_empty())
-        .ok_or(ApiError::Unauthorized)?;
-    // Looked up by hash, as in `report_api`.
-    let hash = crate::auth::hash_token(token);
-    let params: Vec<(String, String)> =
-        url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
+    let hash = bearer_hash(req.headers())?;
+    let params = query_pairs(req.uri());
     let conns = app.reports.clone();
     let now = now_ms();
     let (ready_tx, ready_rx) =
@@ -692,6 +663,31 @@ fn preflight(app: &App, origin: Option<&str>) -> Response<Body> {
         HeaderValue::from_static("86400"),
     );
     r
+}
+
+/// The SHA-256 hash of the request's bearer token.
+///
+/// Tokens are looked up by their hash, never compared as secrets: what an attacker can time is
+/// an index search for a hash of their own input, which tells nothing about the stored hashes
+/// (finding an input with a chosen hash prefix is a preimage attack). That is why no
+/// constant-time comparison is needed.
+fn bearer_hash(headers: &HeaderMap) -> Result<[u8; 32], ApiError> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .filter(|t| !t.is_empty())
+        .map(crate::auth::hash_token)
+        .ok_or(ApiError::Unauthorized)
+}
+
+/// The query string's `name=value` pairs, decoded, in order (filters repeat).
+fn query_pairs(uri: &hyper::Uri) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
 }
 
 fn header_values<'a>(h: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a str> {
