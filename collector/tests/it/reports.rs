@@ -1536,3 +1536,76 @@ fn attribution_looks_back_over_the_visitors_day_and_export_streams() {
         );
     }
 }
+
+/// A session that runs across 00:00 UTC stays one session (SESSIONS.md: the event after
+/// midnight finds the visitor's open session under yesterday's salt), belongs to the day it
+/// started, and its visitor counts once.
+#[test]
+fn a_session_across_midnight_is_one_session_of_the_day_it_started() {
+    const DAY: i64 = 86_400_000;
+    // Both events must lie in the past and within the last 24 h: not in the day's last minute.
+    let since_midnight = now_ms().rem_euclid(DAY);
+    if since_midnight > DAY - 60_000 {
+        std::thread::sleep(std::time::Duration::from_millis(
+            (DAY - since_midnight) as u64,
+        ));
+    }
+    let (s, now) = quiet_server();
+    let midnight = now - now.rem_euclid(DAY);
+    let pv = |at: i64, id: &str, path: &str| json!({"type": "pageview", "at": at, "pv": id, "url": format!("https://shop.example{path}")});
+    // Two batches, as two page loads would send them: one before midnight, one after.
+    send(
+        &s,
+        &PEOPLE[0],
+        now,
+        &[pv(midnight - 20_000, "mn1pageview", "/")],
+    );
+    send(
+        &s,
+        &PEOPLE[0],
+        now,
+        &[pv(midnight + 20_000, "mn2pageview", "/products/mug")],
+    );
+    let date = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .unwrap()
+            .to_zoned_datetime(TimeZone::UTC)
+            .date()
+            .to_string()
+    };
+    let (yesterday, today) = (date(midnight - 1), date(midnight));
+    let day = |from: &str, to: &str| report(&s, "overview", &format!("from={from}&to={to}"));
+    let started = day(&yesterday, &yesterday);
+    assert_eq!(started["sessions"], 1, "{started}");
+    assert_eq!(started["visitors"], 1, "{started}");
+    assert_eq!(
+        started["pageviews"], 2,
+        "both page views belong to the session's day: {started}"
+    );
+    let next = day(&today, &today);
+    assert_eq!(
+        next["sessions"], 0,
+        "no second session after midnight: {next}"
+    );
+    let both = day(&yesterday, &today);
+    assert_eq!(
+        (both["sessions"].clone(), both["visitors"].clone()),
+        (json!(1), json!(1)),
+        "{both}"
+    );
+    let rows = report(&s, "sessions", &format!("from={yesterday}&to={today}"));
+    let list = rows["sessions"].as_array().expect("a sessions list");
+    assert_eq!(list.len(), 1, "{rows}");
+    let one = &list[0];
+    assert_eq!(one["day"], json!(yesterday), "{one}");
+    assert_eq!(
+        (one["entry_path"].clone(), one["exit_path"].clone()),
+        (json!("/"), json!("/products/mug"))
+    );
+    assert_eq!(one["pageviews"], 2);
+    // 40 s apart on the client clock; each batch's receive time shifts its events a little.
+    assert!(
+        (one["duration_s"].as_f64().unwrap() - 40.0).abs() < 2.0,
+        "{one}"
+    );
+}
