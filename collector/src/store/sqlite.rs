@@ -193,11 +193,6 @@ impl SqliteStore {
         tx.commit()?;
         Ok(())
     }
-
-    /// The connection, for report queries (read-only use).
-    pub fn connection(&self) -> &Connection {
-        &self.conn
-    }
 }
 
 impl Store for SqliteStore {
