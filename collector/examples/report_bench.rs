@@ -5,7 +5,8 @@
 //! Run: `cargo run --release -p waymark-collector --example report_bench -- --sessions 100000
 //! --dir target/report-bench-data-100000`
 //!
-//! A directory that already holds a finished store (its `bench-done` marker) is re-used as is.
+//! A directory that already holds a finished store (its `bench-done-2` marker; stores of the earlier
+//! version, with random session ids, are not re-used) is re-used as is.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -129,10 +130,10 @@ fn event(sid: u64, visitor: u64, ts: i64, kind: EventType, pv: &str, path: &str)
 }
 
 /// One synthetic session into `b`: page views with engagement, some cart actions.
-fn session(rng: &mut Rng, paths: &[String], b: &mut BatchWrite) {
-    let sid = rng.next() >> 1;
+/// Its id is made as the collector makes them: the creation second over 32 random bits.
+fn session(rng: &mut Rng, paths: &[String], start: i64, b: &mut BatchWrite) {
+    let sid = (u64::try_from(start / 1000).unwrap_or(0) << 32) | (rng.next() & 0xffff_ffff);
     let visitor = rng.next() >> 1;
-    let start = DAY0_MS + (rng.next() % (DAYS * DAY_MS) as u64) as i64;
     let (source, medium, referrer, campaign) = SOURCES[rng.skewed(SOURCES.len())];
     let (browser, os, device) = BROWSERS[rng.skewed(BROWSERS.len())];
     let country = COUNTRIES[rng.skewed(COUNTRIES.len())];
@@ -293,8 +294,12 @@ fn generate(dir: &Path, sessions: usize) -> anyhow::Result<u64> {
                 received: DAY0_MS,
                 ..BatchWrite::default()
             };
-            for _ in 0..k {
-                session(&mut rng, &paths, &mut b);
+            for j in 0..k {
+                // Sessions arrive in time order, evenly over the days, as they would live.
+                let nth = (done + n - left + j) as i64;
+                let start =
+                    DAY0_MS + nth * (DAYS * DAY_MS) / sessions as i64 + rng.below(1000) as i64;
+                session(&mut rng, &paths, start, &mut b);
             }
             events += b.events.len() as u64;
             batches.push(b);
@@ -323,7 +328,7 @@ fn generate(dir: &Path, sessions: usize) -> anyhow::Result<u64> {
         sessions as f64 / s,
         events as f64 / s
     );
-    std::fs::write(dir.join("bench-done"), format!("{sessions} {events}\n"))?;
+    std::fs::write(dir.join("bench-done-2"), format!("{sessions} {events}\n"))?;
     Ok(events)
 }
 
@@ -339,7 +344,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let dir = dir.unwrap_or_else(|| PathBuf::from(format!("target/report-bench-data-{sessions}")));
-    let marker = dir.join("bench-done");
+    let marker = dir.join("bench-done-2");
     let events = match std::fs::read_to_string(&marker) {
         Ok(s) => {
             let mut it = s.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));

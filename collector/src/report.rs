@@ -281,10 +281,16 @@ impl Step {
 
     /// Whether an event matches this step.
     pub fn matches(&self, e: &FunnelEvent) -> bool {
+        e.step().is_some_and(|(kind, label)| self.hit(kind, label))
+    }
+
+    /// Whether an event of `kind` whose label (path, cart action or custom name) is `label`
+    /// matches this step.
+    pub fn hit(&self, kind: StepKind, label: &str) -> bool {
         match self {
-            Step::Page(glob) => e.kind == "pageview" && glob_match(glob, &e.path),
-            Step::Cart(a) => e.kind == "cart" && e.action.as_deref() == Some(a.as_str()),
-            Step::Event(name) => e.kind == "custom" && e.name.as_deref() == Some(name.as_str()),
+            Step::Page(glob) => kind == StepKind::Page && glob_match(glob, label),
+            Step::Cart(a) => kind == StepKind::Cart && label == a.as_str(),
+            Step::Event(name) => kind == StepKind::Event && label == name,
         }
     }
 
@@ -339,6 +345,29 @@ pub struct FunnelEvent {
     pub name: Option<String>,
 }
 
+impl FunnelEvent {
+    /// The event as a funnel sees it: its kind and label; `None` for events no step matches.
+    pub fn step(&self) -> Option<(StepKind, &str)> {
+        match self.kind.as_str() {
+            "pageview" => Some((StepKind::Page, &self.path)),
+            "cart" => Some((StepKind::Cart, self.action.as_deref().unwrap_or(""))),
+            "custom" => Some((StepKind::Event, self.name.as_deref().unwrap_or(""))),
+            _ => None,
+        }
+    }
+}
+
+/// The kinds of event a funnel step can match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepKind {
+    /// A page view; its label is the path.
+    Page,
+    /// A cart action; its label is the action.
+    Cart,
+    /// A custom event; its label is the name.
+    Event,
+}
+
 /// One step of a funnel answer.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FunnelStep {
@@ -359,42 +388,74 @@ pub struct FunnelStep {
 /// was reached, steps need not be adjacent, and one event advances at most one step. Taking the
 /// earliest match of each step reaches the deepest step any ordering could.
 pub fn funnel(steps: &[Step], events: &[FunnelEvent]) -> Vec<FunnelStep> {
-    let mut reached = vec![0u64; steps.len()];
-    let mut gaps: Vec<Vec<i64>> = vec![Vec::new(); steps.len()];
+    let mut walk = FunnelWalk::new(steps);
     for session in events.chunk_by(|a, b| a.session == b.session) {
-        let mut times: Vec<i64> = Vec::with_capacity(steps.len());
-        for e in session {
-            match steps.get(times.len()) {
-                Some(step) if step.matches(e) => times.push(e.ts),
+        walk.session(
+            session
+                .iter()
+                .filter_map(|e| e.step().map(|(kind, label)| (e.ts, kind, label))),
+        );
+    }
+    walk.finish()
+}
+
+/// [`funnel`] one session at a time, keeping only counts and step gaps.
+pub struct FunnelWalk<'a> {
+    steps: &'a [Step],
+    reached: Vec<u64>,
+    gaps: Vec<Vec<i64>>,
+    times: Vec<i64>,
+}
+
+impl<'a> FunnelWalk<'a> {
+    pub fn new(steps: &'a [Step]) -> FunnelWalk<'a> {
+        FunnelWalk {
+            steps,
+            reached: vec![0; steps.len()],
+            gaps: vec![Vec::new(); steps.len()],
+            times: Vec::with_capacity(steps.len()),
+        }
+    }
+
+    /// One session's events in time order, as `(time, kind, label)`.
+    pub fn session<'l>(&mut self, events: impl IntoIterator<Item = (i64, StepKind, &'l str)>) {
+        self.times.clear();
+        for (ts, kind, label) in events {
+            match self.steps.get(self.times.len()) {
+                Some(step) if step.hit(kind, label) => self.times.push(ts),
                 Some(_) => {}
                 None => break,
             }
         }
-        for (k, t) in times.iter().enumerate() {
-            reached[k] += 1;
-            if let Some(next) = times.get(k + 1) {
-                gaps[k].push(next - t);
+        for (k, t) in self.times.iter().enumerate() {
+            self.reached[k] += 1;
+            if let Some(next) = self.times.get(k + 1) {
+                self.gaps[k].push(next - t);
             }
         }
     }
-    let first = reached.first().copied().unwrap_or(0);
-    steps
-        .iter()
-        .enumerate()
-        .map(|(k, step)| {
-            let sessions = reached[k];
-            let next = reached.get(k + 1).copied().unwrap_or(sessions);
-            let drop_off = sessions - next;
-            FunnelStep {
-                step: step.label(),
-                sessions,
-                conversion: ratio(sessions, first),
-                drop_off,
-                drop_off_rate: ratio(drop_off, sessions),
-                median_s: median(&mut gaps[k]).map(|ms| ms / 1000.0),
-            }
-        })
-        .collect()
+
+    /// The answer: one row per step.
+    pub fn finish(mut self) -> Vec<FunnelStep> {
+        let first = self.reached.first().copied().unwrap_or(0);
+        self.steps
+            .iter()
+            .enumerate()
+            .map(|(k, step)| {
+                let sessions = self.reached[k];
+                let next = self.reached.get(k + 1).copied().unwrap_or(sessions);
+                let drop_off = sessions - next;
+                FunnelStep {
+                    step: step.label(),
+                    sessions,
+                    conversion: ratio(sessions, first),
+                    drop_off,
+                    drop_off_rate: ratio(drop_off, sessions),
+                    median_s: median(&mut self.gaps[k]).map(|ms| ms / 1000.0),
+                }
+            })
+            .collect()
+    }
 }
 
 /// The median of a list (mean of the middle two for an even length).
@@ -461,7 +522,18 @@ pub struct PathWalk {
     start: Option<String>,
     depth: usize,
     visits: Vec<HashMap<String, u64>>,
-    links: HashMap<(usize, String, String), u64>,
+    /// Per step, per page, the sessions going on to each next page.
+    links: Vec<HashMap<String, HashMap<String, u64>>>,
+}
+
+/// Counts one more for `key`, allocating the key only the first time.
+fn bump(counts: &mut HashMap<String, u64>, key: &str) {
+    match counts.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(key.to_string(), 1);
+        }
+    }
 }
 
 impl PathWalk {
@@ -471,7 +543,7 @@ impl PathWalk {
             start: start.map(str::to_string),
             depth,
             visits: vec![HashMap::new(); depth],
-            links: HashMap::new(),
+            links: vec![HashMap::new(); depth],
         }
     }
 
@@ -494,18 +566,21 @@ impl PathWalk {
         let seq = &seq[begin..];
         let n = seq.len().min(self.depth);
         for k in 0..n {
-            *self.visits[k].entry(seq[k].to_string()).or_default() += 1;
+            bump(&mut self.visits[k], seq[k]);
             if k + 1 >= self.depth {
                 break;
             }
             let next = seq.get(k + 1).copied().unwrap_or(EXIT);
             if next == EXIT {
-                *self.visits[k + 1].entry(EXIT.to_string()).or_default() += 1;
+                bump(&mut self.visits[k + 1], EXIT);
             }
-            *self
-                .links
-                .entry((k, seq[k].to_string(), next.to_string()))
-                .or_default() += 1;
+            let from = &mut self.links[k];
+            if !from.contains_key(seq[k]) {
+                from.insert(seq[k].to_string(), HashMap::new());
+            }
+            if let Some(to) = from.get_mut(seq[k]) {
+                bump(to, next);
+            }
         }
     }
 
@@ -555,10 +630,15 @@ impl PathWalk {
             .map(|(i, (key, _))| (key.clone(), i))
             .collect();
         let mut links: BTreeMap<(usize, usize), u64> = BTreeMap::new();
-        for ((k, from, to), n) in &self.links {
+        let all = self.links.iter().enumerate().flat_map(|(k, froms)| {
+            froms
+                .iter()
+                .flat_map(move |(from, tos)| tos.iter().map(move |(to, n)| (k, from, to, n)))
+        });
+        for (k, from, to, n) in all {
             let (Some(&s), Some(&t)) = (
-                index.get(&(*k, fold(*k, from))),
-                index.get(&(*k + 1, fold(*k + 1, to))),
+                index.get(&(k, fold(k, from))),
+                index.get(&(k + 1, fold(k + 1, to))),
             ) else {
                 continue;
             };

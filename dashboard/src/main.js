@@ -454,40 +454,58 @@ async function loadAll() {
   const pathsParams = [['depth', state.depth]];
   if (state.start) pathsParams.push(['start', state.start]);
   const jobs = {
-    overview: [api('overview'), renderCards],
-    timeseries: [api('timeseries', [['interval', interval]]), renderTimeseries],
-    pages: [api('pages', [['limit', '50']]), renderPages],
-    sources: [api('sources', [['limit', '50']]), renderSources],
-    devices: [api('devices'), renderDevices],
-    browsers: [api('browsers'), (d) => bars('bars-browsers', d.rows || [], (r) => r.browser, (r) => r.visitors, PALETTE[1])],
-    os: [api('os'), (d) => bars('bars-os', d.rows || [], (r) => r.os, (r) => r.visitors, PALETTE[5])],
-    countries: [api('countries'), (d) => bars('bars-countries', d.rows || [], (r) => r.country || 'unknown', (r) => r.visitors, PALETTE[3])],
-    funnel: [api('funnel', state.steps.map((s) => ['step', s])), renderFunnel],
-    paths: [api('paths', pathsParams), renderPaths],
-    scroll: [api('scroll', state.filters.page ? [['page', state.filters.page]] : []), renderScroll],
-    cart: [api('cart'), renderCart],
+    overview: [() => api('overview'), renderCards],
+    timeseries: [() => api('timeseries', [['interval', interval]]), renderTimeseries],
+    pages: [() => api('pages', [['limit', '50']]), renderPages],
+    sources: [() => api('sources', [['limit', '50']]), renderSources],
+    devices: [() => api('devices'), renderDevices],
+    browsers: [() => api('browsers'), (d) => bars('bars-browsers', d.rows || [], (r) => r.browser, (r) => r.visitors, PALETTE[1])],
+    os: [() => api('os'), (d) => bars('bars-os', d.rows || [], (r) => r.os, (r) => r.visitors, PALETTE[5])],
+    countries: [() => api('countries'), (d) => bars('bars-countries', d.rows || [], (r) => r.country || 'unknown', (r) => r.visitors, PALETTE[3])],
+    funnel: [() => api('funnel', state.steps.map((s) => ['step', s])), renderFunnel],
+    paths: [() => api('paths', pathsParams), renderPaths],
+    scroll: [() => api('scroll', state.filters.page ? [['page', state.filters.page]] : []), renderScroll],
+    cart: [() => api('cart'), renderCart],
   };
-  const names = Object.keys(jobs);
-  const results = await Promise.allSettled(names.map((n) => jobs[n][0]));
-  if (gen !== generation) return false;
   const failures = [];
-  results.forEach((r, i) => {
-    const name = names[i];
-    if (r.status === 'fulfilled') {
-      try { jobs[name][1](r.value); } catch (e) { failures.push(`${name}: ${e.message}`); console.error(e); }
-    } else if (name === 'paths' && (r.reason.status === 404 || r.reason.status === 400)) {
-      empty('chart-paths', 'The journey map is not available from this collector yet.');
-    } else {
-      failures.push(`${name}: ${r.reason.message}`);
-      if (name === 'funnel') empty('chart-funnel', r.reason.message);
+  let unauthorized = false;
+  let unknownSite = false;
+  // Each chart is drawn as soon as its report answers.
+  const run = async (name) => {
+    let value;
+    try {
+      value = await jobs[name][0]();
+    } catch (err) {
+      if (gen !== generation) return;
+      if (err.status === 401) {
+        unauthorized = true;
+      } else if (name === 'overview' && err.status === 404) {
+        unknownSite = true;
+      } else if (name === 'paths' && (err.status === 404 || err.status === 400)) {
+        empty('chart-paths', 'The journey map is not available from this collector yet.');
+      } else {
+        failures.push(`${name}: ${err.message}`);
+        if (name === 'funnel') empty('chart-funnel', err.message);
+      }
+      return;
     }
-  });
-  const unauthorized = results.some((r) => r.status === 'rejected' && r.reason.status === 401);
+    if (gen !== generation) return;
+    try { jobs[name][1](value); } catch (e) { failures.push(`${name}: ${e.message}`); console.error(e); }
+  };
+  // The headline cards first, alone: the first paint then waits neither for the slowest chart
+  // nor shares the collector's cores with the other eleven queries.
+  await run('overview');
+  if (gen !== generation) return false;
+  if (!unauthorized && !unknownSite) {
+    performance.mark('waymark-first-paint');
+    await Promise.all(Object.keys(jobs).filter((n) => n !== 'overview').map(run));
+    if (gen !== generation) return false;
+  }
   if (unauthorized) {
     signOut('The token was not accepted.');
     return false;
   }
-  if (results[0].status === 'rejected' && results[0].reason.status === 404) {
+  if (unknownSite) {
     setStatus(`Unknown site "${state.site}".`, true);
     return true;
   }

@@ -103,6 +103,45 @@ const MIGRATIONS: &[&str] = &[
         engaged_ms INTEGER NOT NULL,
         PRIMARY KEY (site, pv)
      ) WITHOUT ROWID;",
+    // 2: session facts for fast reports. Per session, the sum and count of its page views'
+    // deepest scroll (so the average scroll needs no join), and its journey row: site, start
+    // and visitor as on the session, and its page views, cart actions, custom events and page
+    // view engagement as text (see `journey_step`), so funnels, paths, pages and scroll read one
+    // narrow row per session instead of joining and sorting events. Purchases get a partial
+    // index for revenue.
+    "ALTER TABLE sessions ADD COLUMN scroll_sum INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE sessions ADD COLUMN scroll_n INTEGER NOT NULL DEFAULT 0;
+     UPDATE sessions SET scroll_sum = g.total, scroll_n = g.n
+       FROM (SELECT session_id, sum(scroll) AS total, count(*) AS n FROM engagement
+             GROUP BY session_id) AS g
+       WHERE sessions.id = g.session_id;
+     CREATE TABLE journeys (
+        id INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        visitor INTEGER NOT NULL,
+        steps TEXT NOT NULL
+     );
+     INSERT INTO journeys (id, site, start_ms, visitor, steps)
+       SELECT id, site, start_ms, visitor, '' FROM sessions;
+     UPDATE journeys SET steps = j.steps
+       FROM (SELECT session_id, group_concat(step, '') AS steps FROM (
+         SELECT session_id, 0 AS part, id AS seq, ts || char(31)
+           || CASE type WHEN 'pageview' THEN 'p' || pv || ' ' WHEN 'cart' THEN 'c' ELSE 'e' END
+           || replace(replace(CASE type WHEN 'pageview' THEN path
+                WHEN 'cart' THEN coalesce(action, '') ELSE coalesce(name, '') END,
+                char(30), char(65533)), char(31), char(65533))
+           || char(30) AS step
+         FROM events WHERE type IN ('pageview', 'cart', 'custom')
+         UNION ALL
+         SELECT session_id, 1, 0, ts || char(31) || 'g' || pv || ' ' || scroll || ' ' || engaged_ms
+           || char(30)
+         FROM engagement
+         ORDER BY session_id, part, seq)
+       GROUP BY session_id) AS j
+       WHERE journeys.id = j.session_id;
+     CREATE INDEX events_purchases ON events (site, ts)
+       WHERE type = 'cart' AND action = 'purchase';",
 ];
 
 /// Upsert of one batch's delta into a session row; see [`super::SessionDelta`]. SQLite evaluates
@@ -138,6 +177,29 @@ const INSERT_EVENT: &str = "
 INSERT INTO events (site, session_id, visitor, ts, type, pv, host, path, title, scroll, engaged_ms,
     action, order_id, revenue, currency, items, name, props)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+
+/// One event as a step of its session's journey: `{ts}\x1f{kind}{label}\x1e`, where kind and
+/// label are `p` and `{pv} {path}` (page view), `c` and the action (cart), `e` and the name
+/// (custom event); other events are not steps. Paths never hold control characters (URLs are
+/// validated) nor do page-view ids hold spaces; a custom name's separators become U+FFFD.
+/// [`super::sqlite_reports`] parses it back.
+pub(crate) fn journey_step(e: &super::EventRow) -> Option<String> {
+    use waymark_protocol::EventType;
+    let (kind, label) = match e.kind {
+        EventType::Pageview => ('p', format!("{} {}", e.pv, e.path)),
+        EventType::Cart => ('c', e.action.map_or("", |a| a.as_str()).to_string()),
+        EventType::Custom => ('e', e.name.clone().unwrap_or_default()),
+        EventType::Engagement => return None,
+    };
+    let label = label.replace(['\x1e', '\x1f'], "\u{fffd}");
+    Some(format!("{}\x1f{kind}{label}\x1e", e.ts))
+}
+
+/// A page view's engagement as a journey step: `{ts}\x1fg{pv} {scroll} {engaged_ms}\x1e`. A page
+/// view may have several (the values only grow); the reader keeps the largest.
+fn engagement_step(g: &super::Engagement) -> String {
+    format!("{}\x1fg{} {} {}\x1e", g.ts, g.pv, g.scroll, g.engaged_ms)
+}
 
 /// SQLite stores integers as i64; visitor keys and session ids are u64 bit patterns.
 fn i(v: u64) -> i64 {
@@ -206,8 +268,9 @@ impl Store for SqliteStore {
             )?;
             let mut event_stmt = tx.prepare_cached(INSERT_EVENT)?;
             let mut session_stmt = tx.prepare_cached(UPSERT_SESSION)?;
-            let mut old_engaged =
-                tx.prepare_cached("SELECT engaged_ms FROM engagement WHERE site = ?1 AND pv = ?2")?;
+            let mut old_engagement = tx.prepare_cached(
+                "SELECT scroll, engaged_ms FROM engagement WHERE site = ?1 AND pv = ?2",
+            )?;
             let mut engagement_stmt = tx.prepare_cached(
                 "INSERT INTO engagement (site, pv, session_id, path, ts, scroll, engaged_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -217,9 +280,19 @@ impl Store for SqliteStore {
                     ts = max(ts, excluded.ts)",
             )?;
             let mut gain_stmt = tx.prepare_cached(
-                "UPDATE sessions SET engaged_ms = engaged_ms + ?1, max_scroll = max(max_scroll, ?2)
+                "UPDATE sessions SET engaged_ms = engaged_ms + ?1, max_scroll = max(max_scroll, ?2),
+                    scroll_sum = scroll_sum + ?4, scroll_n = scroll_n + ?5
                  WHERE id = ?3",
             )?;
+            let mut journey_stmt = tx.prepare_cached(
+                "INSERT INTO journeys (id, site, start_ms, visitor, steps)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET
+                    start_ms = min(start_ms, excluded.start_ms),
+                    steps = steps || excluded.steps",
+            )?;
+            // Per session of the batch: (id, start, visitor, steps).
+            let mut journeys: Vec<(u64, i64, u64, String)> = Vec::new();
             let mut dropped_stmt = tx.prepare_cached(
                 "INSERT INTO dropped (site, day, reason, detail, count) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (site, day, reason, detail) DO UPDATE SET count = count + excluded.count",
@@ -230,7 +303,26 @@ impl Store for SqliteStore {
                 if !fresh {
                     continue;
                 }
+                journeys.clear();
+                journeys.extend(
+                    b.sessions
+                        .iter()
+                        .map(|s| (s.id, s.start, s.visitor, String::new())),
+                );
+                let mut add_step = |session: u64, ts: i64, visitor: u64, step: &str| match journeys
+                    .iter_mut()
+                    .find(|j| j.0 == session)
+                {
+                    Some(j) => j.3.push_str(step),
+                    None => journeys.push((session, ts, visitor, step.to_string())),
+                };
+                for g in &b.engagement {
+                    add_step(g.session, g.ts, 0, &engagement_step(g));
+                }
                 for e in &b.events {
+                    if let Some(step) = journey_step(e) {
+                        add_step(e.session, e.ts, e.visitor, &step);
+                    }
                     event_stmt.execute(params![
                         b.site,
                         i(e.session),
@@ -289,12 +381,22 @@ impl Store for SqliteStore {
                         s.country,
                     ])?;
                 }
+                for (id, start, visitor, steps) in &journeys {
+                    journey_stmt.execute(params![i(*id), b.site, start, i(*visitor), steps])?;
+                }
                 for g in &b.engagement {
                     let engaged = i64::try_from(g.engaged_ms).unwrap_or(i64::MAX);
-                    let before: i64 = old_engaged
-                        .query_row(params![b.site, g.pv], |r| r.get(0))
-                        .optional()?
-                        .unwrap_or(0);
+                    let before: Option<(i64, i64)> = old_engagement
+                        .query_row(params![b.site, g.pv], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    // The session gains what this page view adds: a first engagement counts
+                    // the page view's scroll, a later one only a deeper scroll.
+                    let (scroll_gain, new_view, engaged_before) = match before {
+                        None => (i64::from(g.scroll), 1, 0),
+                        Some((scroll, engaged)) => {
+                            ((i64::from(g.scroll) - scroll).max(0), 0, engaged)
+                        }
+                    };
                     engagement_stmt.execute(params![
                         b.site,
                         g.pv,
@@ -305,9 +407,11 @@ impl Store for SqliteStore {
                         engaged
                     ])?;
                     gain_stmt.execute(params![
-                        (engaged - before).max(0),
+                        (engaged - engaged_before).max(0),
                         g.scroll,
-                        i(g.session)
+                        i(g.session),
+                        scroll_gain,
+                        new_view
                     ])?;
                 }
                 let day = crate::visitor::day_of(b.received);

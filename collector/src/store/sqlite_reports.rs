@@ -1,18 +1,25 @@
 //! The report queries over the embedded store, on their own read-only connection.
 //!
 //! Every query starts from the same scope, a `sel` CTE of the sessions that started in the
-//! range and pass the filters (found by the `sessions (site, start_ms)` index). Events of those
-//! sessions are found by the `events (site, ts)` index: a session lasts at most 24 hours, so its
-//! events lie in `[lo, hi + 25 h)`. Engagement is joined per page view through its primary key
-//! `(site, pv)`. So no report needs an index beyond the ingestion schema's.
+//! range and pass the filters. Session ids begin with their creation second, at most two days
+//! after the session's start (see [`id_bounds`]), so the scope is a range of the sessions
+//! table's own b-tree, read in order, not an index walk with a row lookup per session. Events
+//! of those sessions are found by the `events (site, ts)` index: a session lasts at most 24
+//! hours, so its events lie in `[lo, hi + 25 h)`. Engagement is joined per page view through its
+//! primary key `(site, pv)`.
+//!
+//! The reports that must stay fast at millions of sessions read session facts instead of
+//! events: the headline totals come from session rows alone (scroll sums included), revenue
+//! from the purchases' partial index, and funnels and paths from each session's journey row
+//! (migration 2 of [`super::sqlite`]).
 
 use super::sqlite::SqliteStore;
 use super::{Reports, StoreError};
 use crate::report::{
-    self, AttributionReport, BreakdownRow, CartReport, Conversion, Dim, Filter, FunnelEvent,
-    FunnelStep, Minute, Model, Overview, PageNow, PageRow, PathWalk, PathsReport, ProductRow,
-    Query, Realtime, ScrollBucket, ScrollReport, SessionRecord, SourceRow, Step, Table, Totals,
-    Touch,
+    self, AttributionReport, BreakdownRow, CartReport, Conversion, Dim, Filter, FunnelStep,
+    FunnelWalk, Minute, Model, Overview, PageNow, PageRow, PathWalk, PathsReport, ProductRow,
+    Query, Realtime, ScrollBucket, ScrollReport, SessionRecord, SourceRow, Step, StepKind, Table,
+    Totals, Touch,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, Row};
@@ -32,6 +39,103 @@ const REVENUE: &str = "coalesce(e.revenue, (SELECT total(json_extract(j.value, '
 /// The events of the sessions in scope (alias `e`).
 const IN_SCOPE: &str = "e.site = :site AND e.ts >= :lo AND e.ts < :ehi \
      AND e.session_id IN (SELECT id FROM sel)";
+
+/// How long after its session's start a session id can have been made, in seconds: the
+/// collector makes the id when it first sees the session, from an event up to 24 h old
+/// (`MAX_EVENT_AGE_MS`) of a session lasting up to 24 h, plus a margin.
+const ID_LAG_S: i64 = 49 * 3_600;
+
+/// The ids of sessions that may have started in `[lo, hi)` ms: ids carry their creation second
+/// in the high 32 bits (see `server::new_session_id`), made no earlier than the session's start
+/// and at most [`ID_LAG_S`] after it. Inclusive bounds.
+fn id_bounds(lo: i64, hi: i64) -> (i64, i64) {
+    let secs = |ms: i64| ms.div_euclid(1000).clamp(0, 0x7fff_ffff);
+    (
+        secs(lo) << 32,
+        (secs(hi.saturating_add(ID_LAG_S * 1000)) << 32) | 0xffff_ffff,
+    )
+}
+
+/// One step of a session's journey row (see `sqlite::journey_step`).
+#[derive(Clone, Copy)]
+struct JourneyStep<'a> {
+    ts: i64,
+    /// `p` page view, `c` cart action, `e` custom event, `g` page-view engagement.
+    kind: u8,
+    /// The page view id (page views and engagement; empty otherwise).
+    pv: &'a str,
+    /// Path, action or name; for engagement `{scroll} {engaged_ms}`.
+    label: &'a str,
+}
+
+impl JourneyStep<'_> {
+    /// The step as a funnel sees it.
+    fn funnel(&self) -> Option<(i64, StepKind, &str)> {
+        let kind = match self.kind {
+            b'p' => StepKind::Page,
+            b'c' => StepKind::Cart,
+            b'e' => StepKind::Event,
+            _ => return None,
+        };
+        Some((self.ts, kind, self.label))
+    }
+
+    /// An engagement step's (scroll, engaged ms).
+    fn engagement(&self) -> Option<(i64, i64)> {
+        let (scroll, engaged) = self.label.split_once(' ')?;
+        Some((scroll.parse().ok()?, engaged.parse().ok()?))
+    }
+}
+
+/// A session's journey text as its steps, sorted by time (steps of the same millisecond keep
+/// the order they were written in).
+fn journey(text: &str) -> Vec<JourneyStep<'_>> {
+    let mut out = Vec::with_capacity(16);
+    for step in text.split('\x1e') {
+        let Some((ts, rest)) = step.split_once('\x1f') else {
+            continue;
+        };
+        let (Some(&kind), Some(rest)) = (rest.as_bytes().first(), rest.get(1..)) else {
+            continue;
+        };
+        let (pv, label) = match kind {
+            b'p' | b'g' => rest.split_once(' ').unwrap_or(("", rest)),
+            _ => ("", rest),
+        };
+        if let Ok(ts) = ts.parse() {
+            out.push(JourneyStep {
+                ts,
+                kind,
+                pv,
+                label,
+            });
+        }
+    }
+    out.sort_by_key(|s| s.ts);
+    out
+}
+
+/// A session's page views as `(path, engagement)`, with each page view's largest scroll and
+/// engaged time when it has any.
+fn page_views<'a>(steps: &[JourneyStep<'a>]) -> Vec<(&'a str, Option<(i64, i64)>)> {
+    let mut most: Vec<(&str, (i64, i64))> = Vec::new();
+    for s in steps.iter().filter(|s| s.kind == b'g') {
+        if let Some((scroll, engaged)) = s.engagement() {
+            match most.iter_mut().find(|(pv, _)| *pv == s.pv) {
+                Some((_, m)) => *m = (m.0.max(scroll), m.1.max(engaged)),
+                None => most.push((s.pv, (scroll, engaged))),
+            }
+        }
+    }
+    steps
+        .iter()
+        .filter(|s| s.kind == b'p')
+        .map(|s| {
+            let g = most.iter().find(|(pv, _)| *pv == s.pv).map(|(_, m)| *m);
+            (s.label, g)
+        })
+        .collect()
+}
 
 /// Report queries over one read-only SQLite connection.
 pub struct SqliteReports {
@@ -69,13 +173,17 @@ fn column(dim: Dim) -> &'static str {
 /// The `sel` CTE of a query and its bindings.
 fn scope(q: &Query) -> (String, Binds) {
     let mut sql = String::from(
-        "WITH sel AS (SELECT s.* FROM sessions s \
-         WHERE s.site = :site AND s.start_ms >= :lo AND s.start_ms < :hi",
+        "WITH sel AS (SELECT s.* FROM sessions s NOT INDEXED \
+         WHERE s.id >= :idlo AND s.id <= :idhi \
+         AND s.site = :site AND s.start_ms >= :lo AND s.start_ms < :hi",
     );
+    let (idlo, idhi) = id_bounds(q.lo, q.hi);
     let mut binds: Binds = vec![
         (":site".into(), Value::Text(q.site.clone())),
         (":lo".into(), Value::Integer(q.lo)),
         (":hi".into(), Value::Integer(q.hi)),
+        (":idlo".into(), Value::Integer(idlo)),
+        (":idhi".into(), Value::Integer(idhi)),
         (
             ":ehi".into(),
             Value::Integer(q.hi.saturating_add(SESSION_SPAN_MS)),
@@ -231,10 +339,53 @@ impl SqliteReports {
         Ok(())
     }
 
+    /// Hands each in-scope session's visitor and journey to `f`. Journey rows carry the site
+    /// and start of their session, so without filters they are the whole scope: one ordered
+    /// pass over a range of their table. With filters, the scope's ids are read first and the
+    /// two ordered passes merged (a join would look each journey up separately).
+    fn journeys(
+        &self,
+        q: &Query,
+        mut f: impl FnMut(i64, &[JourneyStep<'_>]),
+    ) -> Result<(), StoreError> {
+        let (sel, binds) = scope(q);
+        let wanted = if q.filters.is_empty() {
+            None
+        } else {
+            Some(self.rows(
+                &format!("{sel}SELECT id FROM sel ORDER BY id"),
+                &binds,
+                |r| r.get::<_, i64>(0),
+            )?)
+        };
+        let mut wanted = wanted.as_ref().map(|ids| ids.iter().peekable());
+        self.each(
+            "SELECT id, visitor, steps FROM journeys
+             WHERE id >= :idlo AND id <= :idhi AND site = :site
+               AND start_ms >= :lo AND start_ms < :hi
+             ORDER BY id",
+            &binds,
+            |r| {
+                if let Some(ids) = wanted.as_mut() {
+                    let id: i64 = r.get(0)?;
+                    while ids.next_if(|w| **w < id).is_some() {}
+                    if ids.next_if_eq(&&id).is_none() {
+                        return Ok(true);
+                    }
+                }
+                f(r.get(1)?, &journey(r.get_ref(2)?.as_str()?));
+                Ok(true)
+            },
+        )
+    }
+
     fn revenue(&self, sel: &str, binds: &Binds) -> Result<BTreeMap<String, f64>, StoreError> {
+        // Purchases are few: find them by their partial index, then look each one's session up.
         let sql = format!(
-            "{sel}SELECT e.currency, total({REVENUE}) FROM events e WHERE {IN_SCOPE} \
+            "{sel}SELECT e.currency, total({REVENUE}) FROM events e INDEXED BY events_purchases \
+             WHERE e.site = :site AND e.ts >= :lo AND e.ts < :ehi \
              AND e.type = 'cart' AND e.action = 'purchase' AND e.currency IS NOT NULL \
+             AND EXISTS (SELECT 1 FROM sel WHERE sel.id = e.session_id) \
              GROUP BY e.currency"
         );
         Ok(self
@@ -296,41 +447,35 @@ impl Reports for SqliteReports {
 
     fn totals(&mut self, q: &Query) -> Result<Totals, StoreError> {
         let (sel, binds) = scope(q);
+        // One ordered pass over the session rows. Distinct visitors are counted here rather
+        // than by `count(DISTINCT)`, whose temporary b-tree costs more than the whole scan.
         let sql = format!(
-            "{sel}SELECT count(DISTINCT visitor), count(*), coalesce(sum(pageviews), 0),
-                coalesce(sum(pageviews = 1 AND engaged_ms < 10000), 0),
-                coalesce(avg(end_ms - start_ms), 0), coalesce(sum(purchase > 0), 0)
-             FROM sel"
+            "{sel}SELECT visitor, pageviews, pageviews = 1 AND engaged_ms < 10000,
+                end_ms - start_ms, purchase > 0, scroll_sum, scroll_n FROM sel"
         );
-        let (visitors, sessions, pageviews, bounces, avg_ms, purchases) = self
-            .rows(&sql, &binds, |r| {
-                Ok((
-                    u(r.get(0)?),
-                    u(r.get(1)?),
-                    u(r.get(2)?),
-                    u(r.get(3)?),
-                    r.get::<_, f64>(4)?,
-                    u(r.get(5)?),
-                ))
-            })?
-            .pop()
-            .unwrap_or_default();
-        let sql = format!(
-            "{sel}SELECT coalesce(avg(g.scroll), 0) FROM events e
-             JOIN engagement g ON g.site = e.site AND g.pv = e.pv
-             WHERE {IN_SCOPE} AND e.type = 'pageview'"
-        );
-        let avg_scroll = self
-            .rows(&sql, &binds, |r| r.get::<_, f64>(0))?
-            .pop()
-            .unwrap_or(0.0);
+        let mut visitors = std::collections::HashSet::new();
+        let (mut sessions, mut pageviews, mut bounces, mut duration, mut purchases) =
+            (0u64, 0u64, 0u64, 0i64, 0u64);
+        let (mut scroll_sum, mut scroll_n) = (0i64, 0i64);
+        self.each(&sql, &binds, |r| {
+            visitors.insert(r.get::<_, i64>(0)?);
+            sessions += 1;
+            pageviews += u(r.get(1)?);
+            bounces += u(r.get(2)?);
+            duration += r.get::<_, i64>(3)?;
+            purchases += u(r.get(4)?);
+            scroll_sum += r.get::<_, i64>(5)?;
+            scroll_n += r.get::<_, i64>(6)?;
+            Ok(true)
+        })?;
+        let mean = |sum: i64, n: u64| if n == 0 { 0.0 } else { sum as f64 / n as f64 };
         Ok(Totals {
-            visitors,
+            visitors: visitors.len() as u64,
             sessions,
             pageviews,
             bounce_rate: report::ratio(bounces, sessions),
-            avg_duration_s: avg_ms / 1000.0,
-            avg_scroll,
+            avg_duration_s: mean(duration, sessions) / 1000.0,
+            avg_scroll: mean(scroll_sum, u(scroll_n)),
             conversion_rate: report::ratio(purchases, sessions),
             revenue: self.revenue(&sel, &binds)?,
         })
@@ -362,38 +507,70 @@ impl Reports for SqliteReports {
     fn pages(&mut self, q: &Query, limit: u32) -> Result<Vec<PageRow>, StoreError> {
         let (sel, binds) = scope(q);
         let mut ends: HashMap<(bool, String), u64> = HashMap::new();
-        for (exit, col) in [(false, "entry_path"), (true, "exit_path")] {
-            let sql = format!(
-                "{sel}SELECT {col}, count(*) FROM sel WHERE {col} IS NOT NULL GROUP BY {col}"
-            );
-            for (path, n) in self.rows(&sql, &binds, |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
-                ends.insert((exit, path), u(n));
-            }
+        self.each(
+            &format!("{sel}SELECT entry_path, exit_path FROM sel"),
+            &binds,
+            |r| {
+                for (exit, col) in [(false, 0), (true, 1)] {
+                    if let Some(path) = r.get_ref(col)?.as_str_or_null()? {
+                        match ends.get_mut(&(exit, path.to_string())) {
+                            Some(n) => *n += 1,
+                            None => {
+                                ends.insert((exit, path.to_string()), 1);
+                            }
+                        }
+                    }
+                }
+                Ok(true)
+            },
+        )?;
+        #[derive(Default)]
+        struct Page {
+            views: u64,
+            visitors: std::collections::HashSet<i64>,
+            engaged_views: u64,
+            scroll: i64,
+            engaged_ms: i64,
         }
-        let sql = format!(
-            "{sel}SELECT e.path, count(*), count(DISTINCT e.visitor),
-                coalesce(avg(g.scroll), 0), coalesce(avg(g.engaged_ms), 0)
-             FROM events e LEFT JOIN engagement g ON g.site = e.site AND g.pv = e.pv
-             WHERE {IN_SCOPE} AND e.type = 'pageview'
-             GROUP BY e.path ORDER BY 2 DESC, 1 LIMIT :limit"
-        );
-        let binds = with(binds, &[(":limit", Value::Integer(limit.into()))]);
-        self.rows(&sql, &binds, |r| {
-            let path: String = r.get(0)?;
-            let pageviews = u(r.get(1)?);
-            let entries = ends.get(&(false, path.clone())).copied().unwrap_or(0);
-            let exits = ends.get(&(true, path.clone())).copied().unwrap_or(0);
-            Ok(PageRow {
-                pageviews,
-                visitors: u(r.get(2)?),
-                entries,
-                exits,
-                exit_rate: report::ratio(exits, pageviews),
-                avg_scroll: r.get(3)?,
-                avg_engaged_s: r.get::<_, f64>(4)? / 1000.0,
-                path,
+        let mut pages: HashMap<String, Page> = HashMap::new();
+        self.journeys(q, |visitor, steps| {
+            for (path, engagement) in page_views(steps) {
+                if !pages.contains_key(path) {
+                    pages.insert(path.to_string(), Page::default());
+                }
+                let Some(p) = pages.get_mut(path) else {
+                    continue;
+                };
+                p.views += 1;
+                p.visitors.insert(visitor);
+                if let Some((scroll, engaged)) = engagement {
+                    p.engaged_views += 1;
+                    p.scroll += scroll;
+                    p.engaged_ms += engaged;
+                }
+            }
+        })?;
+        let mut pages: Vec<(String, Page)> = pages.into_iter().collect();
+        pages.sort_by(|a, b| b.1.views.cmp(&a.1.views).then_with(|| a.0.cmp(&b.0)));
+        pages.truncate(limit as usize);
+        let mean = |sum: i64, n: u64| if n == 0 { 0.0 } else { sum as f64 / n as f64 };
+        Ok(pages
+            .into_iter()
+            .map(|(path, p)| {
+                let entries = ends.get(&(false, path.clone())).copied().unwrap_or(0);
+                let exits = ends.get(&(true, path.clone())).copied().unwrap_or(0);
+                PageRow {
+                    pageviews: p.views,
+                    visitors: p.visitors.len() as u64,
+                    entries,
+                    exits,
+                    exit_rate: report::ratio(exits, p.views),
+                    avg_scroll: mean(p.scroll, p.engaged_views),
+                    avg_engaged_s: mean(p.engaged_ms, p.engaged_views) / 1000.0,
+                    path,
+                }
             })
-        })
+            .collect())
     }
 
     fn sources(&mut self, q: &Query, limit: u32) -> Result<Vec<SourceRow>, StoreError> {
@@ -462,47 +639,26 @@ impl Reports for SqliteReports {
     }
 
     fn funnel(&mut self, q: &Query, steps: &[Step]) -> Result<Vec<FunnelStep>, StoreError> {
-        let (sel, mut binds) = scope(q);
-        // Only events that can match some step leave the store; the walk itself is pure.
-        let mut any = Vec::new();
-        for (n, step) in steps.iter().enumerate() {
-            any.push(step_cond(step, &format!(":s{n}"), &mut binds));
-        }
-        let sql = format!(
-            "{sel}SELECT e.session_id, e.ts, e.type, e.path, e.action, e.name FROM events e
-             WHERE {IN_SCOPE} AND ({})
-             ORDER BY e.session_id, e.ts, e.id",
-            any.join(" OR ")
-        );
-        let events = self.rows(&sql, &binds, |r| {
-            Ok(FunnelEvent {
-                session: r.get::<_, i64>(0)? as u64,
-                ts: r.get(1)?,
-                kind: r.get(2)?,
-                path: r.get(3)?,
-                action: r.get(4)?,
-                name: r.get(5)?,
-            })
+        let mut walk = FunnelWalk::new(steps);
+        self.journeys(q, |_, steps| {
+            walk.session(steps.iter().filter_map(JourneyStep::funnel));
         })?;
-        Ok(report::funnel(steps, &events))
+        Ok(walk.finish())
     }
 
     fn scroll(&mut self, q: &Query, page: Option<&str>) -> Result<ScrollReport, StoreError> {
-        let (sel, binds) = scope(q);
-        let binds = with(
-            binds,
-            &[(
-                ":page",
-                page.map_or(Value::Null, |p| Value::Text(sqlite_glob(p))),
-            )],
-        );
-        let sql = format!(
-            "{sel}SELECT g.scroll, count(*) FROM events e
-             JOIN engagement g ON g.site = e.site AND g.pv = e.pv
-             WHERE {IN_SCOPE} AND e.type = 'pageview' AND (:page IS NULL OR e.path GLOB :page)
-             GROUP BY g.scroll"
-        );
-        let counts = self.rows(&sql, &binds, |r| Ok((r.get::<_, i64>(0)?, u(r.get(1)?))))?;
+        let mut by_depth: BTreeMap<i64, u64> = BTreeMap::new();
+        self.journeys(q, |_, steps| {
+            for (path, engagement) in page_views(steps) {
+                if let (Some((scroll, _)), true) = (
+                    engagement,
+                    page.is_none_or(|glob| report::glob_match(glob, path)),
+                ) {
+                    *by_depth.entry(scroll).or_default() += 1;
+                }
+            }
+        })?;
+        let counts: Vec<(i64, u64)> = by_depth.into_iter().collect();
         let total: u64 = counts.iter().map(|(_, n)| n).sum();
         let reached = [25, 50, 75, 100]
             .into_iter()
@@ -656,27 +812,16 @@ impl Reports for SqliteReports {
         depth: u32,
         limit: u32,
     ) -> Result<PathsReport, StoreError> {
-        let (sel, binds) = scope(q);
-        let sql = format!(
-            "{sel}SELECT e.session_id, e.path FROM events e
-             WHERE {IN_SCOPE} AND e.type = 'pageview'
-             ORDER BY e.session_id, e.ts, e.id"
-        );
         // One session's pages at a time: the walk keeps only counts.
         let mut walk = PathWalk::new(start, depth);
-        let mut current: Option<i64> = None;
-        let mut pages: Vec<String> = Vec::new();
-        self.each(&sql, &binds, |r| {
-            let session: i64 = r.get(0)?;
-            if current != Some(session) {
-                walk.session(&pages);
-                pages.clear();
-                current = Some(session);
-            }
-            pages.push(r.get(1)?);
-            Ok(true)
+        self.journeys(q, |_, steps| {
+            let pages: Vec<&str> = steps
+                .iter()
+                .filter(|s| s.kind == b'p')
+                .map(|s| s.label)
+                .collect();
+            walk.session(&pages);
         })?;
-        walk.session(&pages);
         Ok(walk.finish(limit))
     }
 
@@ -808,10 +953,15 @@ mod tests {
         assert_eq!(sqlite_glob("/a?[b]"), "/a[?][[]b]");
     }
 
-    fn event(session: u64, ts: i64, kind: EventType, pv: &str, path: &str) -> EventRow {
+    /// Session `n` of the test day, with an id made as the collector makes them.
+    fn sid(n: u64) -> u64 {
+        ((86_400 * 20_000) << 32) | n
+    }
+
+    fn event(n: u64, ts: i64, kind: EventType, pv: &str, path: &str) -> EventRow {
         EventRow {
-            session,
-            visitor: session * 10,
+            session: sid(n),
+            visitor: n * 10,
             ts,
             kind,
             pv: pv.into(),
@@ -830,10 +980,10 @@ mod tests {
         }
     }
 
-    fn session(id: u64, start: i64, end: i64, pageviews: u32, source: &str) -> SessionDelta {
+    fn session(n: u64, start: i64, end: i64, pageviews: u32, source: &str) -> SessionDelta {
         SessionDelta {
-            id,
-            visitor: id * 10,
+            id: sid(n),
+            visitor: n * 10,
             start,
             end,
             entry: Some((
@@ -886,7 +1036,7 @@ mod tests {
                 ],
                 sessions: vec![session(1, day, day, 1, "direct"), s2],
                 engagement: vec![Engagement {
-                    session: 2,
+                    session: sid(2),
                     pv: "pv2b".into(),
                     path: "/products/x".into(),
                     ts: day + 3_000,
@@ -941,5 +1091,99 @@ mod tests {
             Totals::default(),
             "an empty range is zero"
         );
+    }
+
+    /// Migration 2 builds the session facts of a store written before it: the reports after
+    /// the migration equal those of a store that had the facts from the start.
+    #[test]
+    fn migration_2_backfills_the_session_facts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        let day = 86_400_000 * 20_000;
+        let mut add = event(2, day + 3_000, EventType::Cart, "pv2b", "/products/x");
+        add.action = Some(CartAction::Add);
+        let mut custom = event(1, day + 500, EventType::Custom, "pv1a", "/");
+        custom.name = Some("signup".into());
+        let engagement = |n: u64, pv: &str, path: &str, ts: i64, scroll: u8| Engagement {
+            session: sid(n),
+            pv: pv.into(),
+            path: path.into(),
+            ts,
+            scroll,
+            engaged_ms: u64::from(scroll) * 100,
+        };
+        for (k, (events, g)) in [
+            (
+                vec![
+                    event(1, day, EventType::Pageview, "pv1a", "/"),
+                    custom,
+                    event(2, day + 1_000, EventType::Pageview, "pv2a", "/"),
+                ],
+                vec![engagement(2, "pv2a", "/", day + 1_500, 30)],
+            ),
+            (
+                vec![
+                    event(2, day + 2_000, EventType::Pageview, "pv2b", "/products/x"),
+                    add,
+                ],
+                vec![
+                    engagement(2, "pv2a", "/", day + 1_900, 60),
+                    engagement(2, "pv2b", "/products/x", day + 4_000, 90),
+                ],
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            store
+                .write(&[BatchWrite {
+                    site: "shop".into(),
+                    batch_id: format!("b{k}"),
+                    received: day + 6_000,
+                    events,
+                    sessions: vec![session(1, day, day + 500, 1, "direct"), {
+                        let mut s = session(2, day + 1_000, day + 4_000, 1, "google");
+                        s.cart_adds = u32::from(k == 1);
+                        s
+                    }],
+                    engagement: g,
+                    dropped: vec![],
+                }])
+                .unwrap();
+        }
+        let from = jiff::civil::Date::constant(2024, 10, 4);
+        let q = Query::new("shop", from, from, jiff::tz::TimeZone::UTC, vec![], 0).unwrap();
+        let steps = [
+            Step::Page("/".into()),
+            Step::Page("/products/*".into()),
+            Step::Cart(CartAction::Add),
+        ];
+        let answers = |r: &mut SqliteReports| {
+            serde_json::json!({
+                "totals": r.totals(&q).unwrap(),
+                "pages": r.pages(&q, 10).unwrap(),
+                "scroll": r.scroll(&q, None).unwrap(),
+                "funnel": r.funnel(&q, &steps).unwrap(),
+                "paths": r.paths(&q, None, 3, 10).unwrap(),
+            })
+        };
+        let live = answers(&mut SqliteReports::open(dir.path()).unwrap());
+        assert_eq!(live["totals"]["avg_scroll"], 75.0, "(60 + 90) / 2");
+        assert_eq!(live["funnel"][2]["sessions"], 1);
+        assert_eq!(live["pages"][0]["avg_scroll"], 60.0);
+        // Back to schema 1, then migrate again.
+        drop(store);
+        Connection::open(SqliteStore::path_in(dir.path()))
+            .unwrap()
+            .execute_batch(
+                "DROP TABLE journeys; DROP INDEX events_purchases;
+                 ALTER TABLE sessions DROP COLUMN scroll_sum;
+                 ALTER TABLE sessions DROP COLUMN scroll_n;
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        drop(SqliteStore::open(dir.path()).unwrap());
+        let migrated = answers(&mut SqliteReports::open(dir.path()).unwrap());
+        assert_eq!(migrated, live);
     }
 }
