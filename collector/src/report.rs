@@ -314,24 +314,22 @@ impl Step {
 /// assert!(!glob_match("/products/*", "/cart"));
 /// ```
 pub fn glob_match(glob: &str, path: &str) -> bool {
-    let parts: Vec<&str> = glob.split('*').collect();
-    let (first, rest) = match parts.split_first() {
-        Some(x) => x,
-        None => return path.is_empty(),
-    };
+    let mut parts = glob.split('*');
+    let first = parts.next().unwrap_or_default();
     let Some(mut tail) = path.strip_prefix(first) else {
         return false;
     };
-    let Some((last, middle)) = rest.split_last() else {
-        return tail.is_empty();
-    };
-    for part in middle {
+    let mut parts = parts.peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            return tail.len() >= part.len() && tail.ends_with(part);
+        }
         match tail.find(part) {
             Some(i) => tail = &tail[i + part.len()..],
             None => return false,
         }
     }
-    tail.len() >= last.len() && tail.ends_with(last)
+    tail.is_empty()
 }
 
 /// One event of a session as the funnel sees it.

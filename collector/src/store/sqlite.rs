@@ -104,11 +104,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (site, pv)
      ) WITHOUT ROWID;",
     // 2: session facts for fast reports. Per session, the sum and count of its page views'
-    // deepest scroll (so the average scroll needs no join), and its journey row: site, start
-    // and visitor as on the session, and its page views, cart actions, custom events and page
-    // view engagement as text (see `journey_step`), so funnels, paths, pages and scroll read one
-    // narrow row per session instead of joining and sorting events. Purchases get a partial
-    // index for revenue.
+    // deepest scroll (so the average scroll needs no join); its journey (page views, cart
+    // actions, custom events: see `journey_step`) for funnels and paths; and its page views
+    // with their engagement (see `view_step`) for the pages and scroll reports. Both carry the
+    // session's site, start and visitor, so a report reads one narrow row per session instead
+    // of joining and sorting events. Purchases get a partial index for revenue.
     "ALTER TABLE sessions ADD COLUMN scroll_sum INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE sessions ADD COLUMN scroll_n INTEGER NOT NULL DEFAULT 0;
      UPDATE sessions SET scroll_sum = g.total, scroll_n = g.n
@@ -126,20 +126,33 @@ const MIGRATIONS: &[&str] = &[
        SELECT id, site, start_ms, visitor, '' FROM sessions;
      UPDATE journeys SET steps = j.steps
        FROM (SELECT session_id, group_concat(step, '') AS steps FROM (
-         SELECT session_id, 0 AS part, id AS seq, ts || char(31)
-           || CASE type WHEN 'pageview' THEN 'p' || pv || ' ' WHEN 'cart' THEN 'c' ELSE 'e' END
+         SELECT session_id, ts || char(31)
+           || CASE type WHEN 'pageview' THEN 'p' WHEN 'cart' THEN 'c' ELSE 'e' END
            || replace(replace(CASE type WHEN 'pageview' THEN path
                 WHEN 'cart' THEN coalesce(action, '') ELSE coalesce(name, '') END,
                 char(30), char(65533)), char(31), char(65533))
            || char(30) AS step
-         FROM events WHERE type IN ('pageview', 'cart', 'custom')
-         UNION ALL
-         SELECT session_id, 1, 0, ts || char(31) || 'g' || pv || ' ' || scroll || ' ' || engaged_ms
-           || char(30)
-         FROM engagement
-         ORDER BY session_id, part, seq)
+         FROM events WHERE type IN ('pageview', 'cart', 'custom') ORDER BY session_id, id)
        GROUP BY session_id) AS j
        WHERE journeys.id = j.session_id;
+     CREATE TABLE views (
+        id INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        visitor INTEGER NOT NULL,
+        views TEXT NOT NULL
+     );
+     INSERT INTO views (id, site, start_ms, visitor, views)
+       SELECT id, site, start_ms, visitor, '' FROM sessions;
+     UPDATE views SET views = v.views
+       FROM (SELECT session_id, group_concat(step, '') AS views FROM (
+         SELECT session_id, 'p' || pv || ' ' || path || char(30) AS step
+         FROM events WHERE type = 'pageview'
+         UNION ALL
+         SELECT session_id, 'g' || pv || ' ' || scroll || ' ' || engaged_ms || char(30)
+         FROM engagement)
+       GROUP BY session_id) AS v
+       WHERE views.id = v.session_id;
      CREATE INDEX events_purchases ON events (site, ts)
        WHERE type = 'cart' AND action = 'purchase';",
 ];
@@ -178,27 +191,62 @@ INSERT INTO events (site, session_id, visitor, ts, type, pv, host, path, title, 
     action, order_id, revenue, currency, items, name, props)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
-/// One event as a step of its session's journey: `{ts}\x1f{kind}{label}\x1e`, where kind and
-/// label are `p` and `{pv} {path}` (page view), `c` and the action (cart), `e` and the name
-/// (custom event); other events are not steps. Paths never hold control characters (URLs are
-/// validated) nor do page-view ids hold spaces; a custom name's separators become U+FFFD.
-/// [`super::sqlite_reports`] parses it back.
+/// One event as a step of its session's journey: `{ts}\x1f{kind}{label}\x1e`, where kind is `p`
+/// (page view, label = path), `c` (cart, label = action) or `e` (custom, label = name); other
+/// events are not steps. Paths never hold control characters (URLs are validated); a custom
+/// name's separators become U+FFFD. [`super::sqlite_reports`] parses it back.
 pub(crate) fn journey_step(e: &super::EventRow) -> Option<String> {
     use waymark_protocol::EventType;
     let (kind, label) = match e.kind {
-        EventType::Pageview => ('p', format!("{} {}", e.pv, e.path)),
-        EventType::Cart => ('c', e.action.map_or("", |a| a.as_str()).to_string()),
-        EventType::Custom => ('e', e.name.clone().unwrap_or_default()),
+        EventType::Pageview => ('p', e.path.as_str()),
+        EventType::Cart => ('c', e.action.map_or("", |a| a.as_str())),
+        EventType::Custom => ('e', e.name.as_deref().unwrap_or("")),
         EventType::Engagement => return None,
     };
     let label = label.replace(['\x1e', '\x1f'], "\u{fffd}");
     Some(format!("{}\x1f{kind}{label}\x1e", e.ts))
 }
 
-/// A page view's engagement as a journey step: `{ts}\x1fg{pv} {scroll} {engaged_ms}\x1e`. A page
-/// view may have several (the values only grow); the reader keeps the largest.
+/// A page view as an entry of its session's views: `p{pv} {path}\x1e` (page-view ids have no
+/// spaces, paths no control characters).
+fn view_step(e: &super::EventRow) -> String {
+    format!("p{} {}\x1e", e.pv, e.path)
+}
+
+/// A page view's engagement as an entry of its session's views: `g{pv} {scroll} {engaged_ms}\x1e`.
+/// A page view may have several (the values only grow); the reader keeps the largest.
 fn engagement_step(g: &super::Engagement) -> String {
-    format!("{}\x1fg{} {} {}\x1e", g.ts, g.pv, g.scroll, g.engaged_ms)
+    format!("g{} {} {}\x1e", g.pv, g.scroll, g.engaged_ms)
+}
+
+/// What one batch adds to a session's journey and views rows.
+struct Facts {
+    id: u64,
+    start: i64,
+    visitor: u64,
+    steps: String,
+    views: String,
+}
+
+impl Facts {
+    /// The facts of `session` among a batch's, added (starting at `ts`) if the batch has no
+    /// delta for it.
+    fn of(facts: &mut Vec<Facts>, session: u64, ts: i64, visitor: u64) -> &mut Facts {
+        let k = match facts.iter().position(|f| f.id == session) {
+            Some(k) => k,
+            None => {
+                facts.push(Facts {
+                    id: session,
+                    start: ts,
+                    visitor,
+                    steps: String::new(),
+                    views: String::new(),
+                });
+                facts.len() - 1
+            }
+        };
+        &mut facts[k]
+    }
 }
 
 /// SQLite stores integers as i64; visitor keys and session ids are u64 bit patterns.
@@ -291,8 +339,14 @@ impl Store for SqliteStore {
                     start_ms = min(start_ms, excluded.start_ms),
                     steps = steps || excluded.steps",
             )?;
-            // Per session of the batch: (id, start, visitor, steps).
-            let mut journeys: Vec<(u64, i64, u64, String)> = Vec::new();
+            let mut views_stmt = tx.prepare_cached(
+                "INSERT INTO views (id, site, start_ms, visitor, views)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET
+                    start_ms = min(start_ms, excluded.start_ms),
+                    views = views || excluded.views",
+            )?;
+            let mut facts: Vec<Facts> = Vec::new();
             let mut dropped_stmt = tx.prepare_cached(
                 "INSERT INTO dropped (site, day, reason, detail, count) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (site, day, reason, detail) DO UPDATE SET count = count + excluded.count",
@@ -303,25 +357,27 @@ impl Store for SqliteStore {
                 if !fresh {
                     continue;
                 }
-                journeys.clear();
-                journeys.extend(
-                    b.sessions
-                        .iter()
-                        .map(|s| (s.id, s.start, s.visitor, String::new())),
-                );
-                let mut add_step = |session: u64, ts: i64, visitor: u64, step: &str| match journeys
-                    .iter_mut()
-                    .find(|j| j.0 == session)
-                {
-                    Some(j) => j.3.push_str(step),
-                    None => journeys.push((session, ts, visitor, step.to_string())),
-                };
+                // Every session of the batch gets both rows, so their start is the session's.
+                facts.clear();
+                facts.extend(b.sessions.iter().map(|s| Facts {
+                    id: s.id,
+                    start: s.start,
+                    visitor: s.visitor,
+                    steps: String::new(),
+                    views: String::new(),
+                }));
                 for g in &b.engagement {
-                    add_step(g.session, g.ts, 0, &engagement_step(g));
+                    Facts::of(&mut facts, g.session, g.ts, 0)
+                        .views
+                        .push_str(&engagement_step(g));
                 }
                 for e in &b.events {
                     if let Some(step) = journey_step(e) {
-                        add_step(e.session, e.ts, e.visitor, &step);
+                        let f = Facts::of(&mut facts, e.session, e.ts, e.visitor);
+                        f.steps.push_str(&step);
+                        if e.kind == waymark_protocol::EventType::Pageview {
+                            f.views.push_str(&view_step(e));
+                        }
                     }
                     event_stmt.execute(params![
                         b.site,
@@ -381,8 +437,10 @@ impl Store for SqliteStore {
                         s.country,
                     ])?;
                 }
-                for (id, start, visitor, steps) in &journeys {
-                    journey_stmt.execute(params![i(*id), b.site, start, i(*visitor), steps])?;
+                for f in &facts {
+                    let (id, visitor) = (i(f.id), i(f.visitor));
+                    journey_stmt.execute(params![id, b.site, f.start, visitor, f.steps])?;
+                    views_stmt.execute(params![id, b.site, f.start, visitor, f.views])?;
                 }
                 for g in &b.engagement {
                     let engaged = i64::try_from(g.engaged_ms).unwrap_or(i64::MAX);

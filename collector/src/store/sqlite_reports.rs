@@ -60,80 +60,76 @@ fn id_bounds(lo: i64, hi: i64) -> (i64, i64) {
 #[derive(Clone, Copy)]
 struct JourneyStep<'a> {
     ts: i64,
-    /// `p` page view, `c` cart action, `e` custom event, `g` page-view engagement.
+    /// `p` page view, `c` cart action, `e` custom event.
     kind: u8,
-    /// The page view id (page views and engagement; empty otherwise).
-    pv: &'a str,
-    /// Path, action or name; for engagement `{scroll} {engaged_ms}`.
+    /// Path, action or name.
     label: &'a str,
 }
 
 impl JourneyStep<'_> {
     /// The step as a funnel sees it.
-    fn funnel(&self) -> Option<(i64, StepKind, &str)> {
+    fn funnel(&self) -> (i64, StepKind, &str) {
         let kind = match self.kind {
             b'p' => StepKind::Page,
             b'c' => StepKind::Cart,
-            b'e' => StepKind::Event,
-            _ => return None,
+            _ => StepKind::Event,
         };
-        Some((self.ts, kind, self.label))
-    }
-
-    /// An engagement step's (scroll, engaged ms).
-    fn engagement(&self) -> Option<(i64, i64)> {
-        let (scroll, engaged) = self.label.split_once(' ')?;
-        Some((scroll.parse().ok()?, engaged.parse().ok()?))
+        (self.ts, kind, self.label)
     }
 }
 
-/// A session's journey text as its steps, sorted by time (steps of the same millisecond keep
-/// the order they were written in).
-fn journey(text: &str) -> Vec<JourneyStep<'_>> {
+/// A session's journey text as its steps of the `kinds` wanted, sorted by time (steps of the
+/// same millisecond keep the order they were written in).
+fn journey<'a>(text: &'a str, kinds: &[u8]) -> Vec<JourneyStep<'a>> {
     let mut out = Vec::with_capacity(16);
     for step in text.split('\x1e') {
         let Some((ts, rest)) = step.split_once('\x1f') else {
             continue;
         };
-        let (Some(&kind), Some(rest)) = (rest.as_bytes().first(), rest.get(1..)) else {
+        let (Some(&kind), Some(label)) = (rest.as_bytes().first(), rest.get(1..)) else {
             continue;
         };
-        let (pv, label) = match kind {
-            b'p' | b'g' => rest.split_once(' ').unwrap_or(("", rest)),
-            _ => ("", rest),
-        };
+        if !kinds.contains(&kind) {
+            continue;
+        }
         if let Ok(ts) = ts.parse() {
-            out.push(JourneyStep {
-                ts,
-                kind,
-                pv,
-                label,
-            });
+            out.push(JourneyStep { ts, kind, label });
         }
     }
-    out.sort_by_key(|s| s.ts);
+    // Steps are mostly written in time order already.
+    if !out.is_sorted_by_key(|s| s.ts) {
+        out.sort_by_key(|s| s.ts);
+    }
     out
 }
 
-/// A session's page views as `(path, engagement)`, with each page view's largest scroll and
-/// engaged time when it has any.
-fn page_views<'a>(steps: &[JourneyStep<'a>]) -> Vec<(&'a str, Option<(i64, i64)>)> {
+/// A session's views text (see `sqlite::view_step`) as its page views' `(path, engagement)`,
+/// with each page view's largest scroll and engaged time when it has any.
+fn page_views(text: &str) -> Vec<(&str, Option<(i64, i64)>)> {
+    let mut pages: Vec<(&str, &str)> = Vec::new();
     let mut most: Vec<(&str, (i64, i64))> = Vec::new();
-    for s in steps.iter().filter(|s| s.kind == b'g') {
-        if let Some((scroll, engaged)) = s.engagement() {
-            match most.iter_mut().find(|(pv, _)| *pv == s.pv) {
+    for entry in text.split('\x1e') {
+        let Some(rest) = entry.get(1..) else {
+            continue;
+        };
+        let Some((pv, value)) = rest.split_once(' ') else {
+            continue;
+        };
+        if entry.starts_with('p') {
+            pages.push((pv, value));
+        } else if let Some((scroll, engaged)) = value.split_once(' ') {
+            let (Ok(scroll), Ok(engaged)) = (scroll.parse::<i64>(), engaged.parse::<i64>()) else {
+                continue;
+            };
+            match most.iter_mut().find(|(p, _)| *p == pv) {
                 Some((_, m)) => *m = (m.0.max(scroll), m.1.max(engaged)),
-                None => most.push((s.pv, (scroll, engaged))),
+                None => most.push((pv, (scroll, engaged))),
             }
         }
     }
-    steps
-        .iter()
-        .filter(|s| s.kind == b'p')
-        .map(|s| {
-            let g = most.iter().find(|(pv, _)| *pv == s.pv).map(|(_, m)| *m);
-            (s.label, g)
-        })
+    pages
+        .into_iter()
+        .map(|(pv, path)| (path, most.iter().find(|(p, _)| *p == pv).map(|(_, m)| *m)))
         .collect()
 }
 
@@ -339,14 +335,16 @@ impl SqliteReports {
         Ok(())
     }
 
-    /// Hands each in-scope session's visitor and journey to `f`. Journey rows carry the site
-    /// and start of their session, so without filters they are the whole scope: one ordered
-    /// pass over a range of their table. With filters, the scope's ids are read first and the
-    /// two ordered passes merged (a join would look each journey up separately).
-    fn journeys(
+    /// Hands each in-scope session's visitor and row of a facts table (`journeys` or `views`:
+    /// their text column) to `f`. Fact rows carry the site and start of their session, so
+    /// without filters they are the whole scope: one ordered pass over a range of their table.
+    /// With filters, the scope's ids are read first and the two ordered passes merged (a join
+    /// would look each row up separately).
+    fn facts(
         &self,
         q: &Query,
-        mut f: impl FnMut(i64, &[JourneyStep<'_>]),
+        table: &str,
+        mut f: impl FnMut(i64, &str),
     ) -> Result<(), StoreError> {
         let (sel, binds) = scope(q);
         let wanted = if q.filters.is_empty() {
@@ -359,24 +357,24 @@ impl SqliteReports {
             )?)
         };
         let mut wanted = wanted.as_ref().map(|ids| ids.iter().peekable());
-        self.each(
-            "SELECT id, visitor, steps FROM journeys
+        let column = if table == "views" { "views" } else { "steps" };
+        let sql = format!(
+            "SELECT id, visitor, {column} FROM {table}
              WHERE id >= :idlo AND id <= :idhi AND site = :site
                AND start_ms >= :lo AND start_ms < :hi
-             ORDER BY id",
-            &binds,
-            |r| {
-                if let Some(ids) = wanted.as_mut() {
-                    let id: i64 = r.get(0)?;
-                    while ids.next_if(|w| **w < id).is_some() {}
-                    if ids.next_if_eq(&&id).is_none() {
-                        return Ok(true);
-                    }
+             ORDER BY id"
+        );
+        self.each(&sql, &binds, |r| {
+            if let Some(ids) = wanted.as_mut() {
+                let id: i64 = r.get(0)?;
+                while ids.next_if(|w| **w < id).is_some() {}
+                if ids.next_if_eq(&&id).is_none() {
+                    return Ok(true);
                 }
-                f(r.get(1)?, &journey(r.get_ref(2)?.as_str()?));
-                Ok(true)
-            },
-        )
+            }
+            f(r.get(1)?, r.get_ref(2)?.as_str()?);
+            Ok(true)
+        })
     }
 
     fn revenue(&self, sel: &str, binds: &Binds) -> Result<BTreeMap<String, f64>, StoreError> {
@@ -533,8 +531,8 @@ impl Reports for SqliteReports {
             engaged_ms: i64,
         }
         let mut pages: HashMap<String, Page> = HashMap::new();
-        self.journeys(q, |visitor, steps| {
-            for (path, engagement) in page_views(steps) {
+        self.facts(q, "views", |visitor, text| {
+            for (path, engagement) in page_views(text) {
                 if !pages.contains_key(path) {
                     pages.insert(path.to_string(), Page::default());
                 }
@@ -640,16 +638,24 @@ impl Reports for SqliteReports {
 
     fn funnel(&mut self, q: &Query, steps: &[Step]) -> Result<Vec<FunnelStep>, StoreError> {
         let mut walk = FunnelWalk::new(steps);
-        self.journeys(q, |_, steps| {
-            walk.session(steps.iter().filter_map(JourneyStep::funnel));
+        let kinds: Vec<u8> = steps
+            .iter()
+            .map(|s| match s {
+                Step::Page(_) => b'p',
+                Step::Cart(_) => b'c',
+                Step::Event(_) => b'e',
+            })
+            .collect();
+        self.facts(q, "journeys", |_, text| {
+            walk.session(journey(text, &kinds).iter().map(JourneyStep::funnel));
         })?;
         Ok(walk.finish())
     }
 
     fn scroll(&mut self, q: &Query, page: Option<&str>) -> Result<ScrollReport, StoreError> {
         let mut by_depth: BTreeMap<i64, u64> = BTreeMap::new();
-        self.journeys(q, |_, steps| {
-            for (path, engagement) in page_views(steps) {
+        self.facts(q, "views", |_, text| {
+            for (path, engagement) in page_views(text) {
                 if let (Some((scroll, _)), true) = (
                     engagement,
                     page.is_none_or(|glob| report::glob_match(glob, path)),
@@ -814,12 +820,8 @@ impl Reports for SqliteReports {
     ) -> Result<PathsReport, StoreError> {
         // One session's pages at a time: the walk keeps only counts.
         let mut walk = PathWalk::new(start, depth);
-        self.journeys(q, |_, steps| {
-            let pages: Vec<&str> = steps
-                .iter()
-                .filter(|s| s.kind == b'p')
-                .map(|s| s.label)
-                .collect();
+        self.facts(q, "journeys", |_, text| {
+            let pages: Vec<&str> = journey(text, b"p").iter().map(|s| s.label).collect();
             walk.session(&pages);
         })?;
         Ok(walk.finish(limit))
@@ -1176,7 +1178,7 @@ mod tests {
         Connection::open(SqliteStore::path_in(dir.path()))
             .unwrap()
             .execute_batch(
-                "DROP TABLE journeys; DROP INDEX events_purchases;
+                "DROP TABLE journeys; DROP TABLE views; DROP INDEX events_purchases;
                  ALTER TABLE sessions DROP COLUMN scroll_sum;
                  ALTER TABLE sessions DROP COLUMN scroll_n;
                  PRAGMA user_version = 1;",
