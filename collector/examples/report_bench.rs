@@ -335,12 +335,20 @@ fn generate(dir: &Path, sessions: usize) -> anyhow::Result<u64> {
 fn main() -> anyhow::Result<()> {
     let mut sessions = 100_000usize;
     let mut dir: Option<PathBuf> = None;
+    let mut only: Option<Vec<String>> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--sessions" => sessions = args.next().unwrap_or_default().parse()?,
             "--dir" => dir = args.next().map(PathBuf::from),
-            other => anyhow::bail!("unknown argument {other:?} (--sessions N --dir DIR)"),
+            "--only" => {
+                only = args
+                    .next()
+                    .map(|v| v.split(',').map(str::to_string).collect());
+            }
+            other => anyhow::bail!(
+                "unknown argument {other:?} (--sessions N --dir DIR [--only overview,funnel,…])"
+            ),
         }
     }
     let dir = dir.unwrap_or_else(|| PathBuf::from(format!("target/report-bench-data-{sessions}")));
@@ -409,7 +417,8 @@ fn main() -> anyhow::Result<()> {
     ];
     let mut reports = SqliteReports::open(&dir)?;
     println!("report             min ms   median ms   (runs: {RUNS})");
-    for (label, name, params) in &cases {
+    let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
+    for (label, name, params) in cases.iter().filter(|c| wanted(c.1)) {
         let mut times = Vec::with_capacity(RUNS);
         let mut size = 0usize;
         for _ in 0..RUNS {

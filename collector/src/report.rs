@@ -519,30 +519,53 @@ pub struct PathsReport {
 pub struct PathWalk {
     start: Option<String>,
     depth: usize,
-    visits: Vec<HashMap<String, u64>>,
-    /// Per step, per page, the sessions going on to each next page.
-    links: Vec<HashMap<String, HashMap<String, u64>>>,
+    /// Pages by id (id 0 is `(exit)`), so the counts below are keyed by small integers and a
+    /// page's text is hashed once per visit.
+    ids: HashMap<String, u32, foldhash::fast::RandomState>,
+    names: Vec<String>,
+    /// Per step, sessions per page id.
+    visits: Vec<Vec<u64>>,
+    /// Sessions per `(step, page id, next page id)`, packed by [`link_key`].
+    links: HashMap<u64, u64, foldhash::fast::RandomState>,
 }
 
-/// Counts one more for `key`, allocating the key only the first time.
-fn bump(counts: &mut HashMap<String, u64>, key: &str) {
-    match counts.get_mut(key) {
-        Some(n) => *n += 1,
-        None => {
-            counts.insert(key.to_string(), 1);
-        }
-    }
+/// A link's key: step (8 bits), page id and next page id (28 bits each).
+fn link_key(step: usize, from: u32, to: u32) -> u64 {
+    ((step as u64) << 56) | (u64::from(from) << 28) | u64::from(to)
 }
 
 impl PathWalk {
     pub fn new(start: Option<&str>, depth: u32) -> PathWalk {
         let depth = (depth as usize).max(1);
-        PathWalk {
+        let mut walk = PathWalk {
             start: start.map(str::to_string),
             depth,
-            visits: vec![HashMap::new(); depth],
-            links: vec![HashMap::new(); depth],
+            ids: HashMap::default(),
+            names: Vec::new(),
+            visits: vec![Vec::new(); depth],
+            links: HashMap::default(),
+        };
+        walk.id(EXIT);
+        walk
+    }
+
+    fn id(&mut self, page: &str) -> u32 {
+        if let Some(id) = self.ids.get(page) {
+            return *id;
         }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.ids.insert(page.to_string(), id);
+        self.names.push(page.to_string());
+        id
+    }
+
+    fn visit(&mut self, step: usize, id: u32) {
+        let counts = &mut self.visits[step];
+        let i = id as usize;
+        if counts.len() <= i {
+            counts.resize(i + 1, 0);
+        }
+        counts[i] += 1;
     }
 
     /// One session's page paths in time order.
@@ -563,54 +586,67 @@ impl PathWalk {
         };
         let seq = &seq[begin..];
         let n = seq.len().min(self.depth);
+        let mut from = match seq.first() {
+            Some(p) => self.id(p),
+            None => return,
+        };
         for k in 0..n {
-            bump(&mut self.visits[k], seq[k]);
+            self.visit(k, from);
             if k + 1 >= self.depth {
                 break;
             }
-            let next = seq.get(k + 1).copied().unwrap_or(EXIT);
-            if next == EXIT {
-                bump(&mut self.visits[k + 1], EXIT);
+            let next = match seq.get(k + 1) {
+                Some(p) => self.id(p),
+                None => 0,
+            };
+            if next == 0 {
+                self.visit(k + 1, 0);
             }
-            let from = &mut self.links[k];
-            if !from.contains_key(seq[k]) {
-                from.insert(seq[k].to_string(), HashMap::new());
-            }
-            if let Some(to) = from.get_mut(seq[k]) {
-                bump(to, next);
-            }
+            *self.links.entry(link_key(k, from, next)).or_default() += 1;
+            from = next;
         }
     }
 
     /// The map, keeping the `limit` most visited pages of each step and folding the rest into
     /// `(other)`. Nodes are ordered by step, then most sessions first; links by source, target.
     pub fn finish(self, limit: u32) -> PathsReport {
-        let keep: Vec<Vec<String>> = self
+        let names = &self.names;
+        let visits: Vec<HashMap<&str, u64>> = self
             .visits
             .iter()
             .map(|step| {
-                let mut pages: Vec<(&String, u64)> = step
+                step.iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(id, n)| (names[id].as_str(), *n))
+                    .collect()
+            })
+            .collect();
+        let keep: Vec<Vec<&str>> = visits
+            .iter()
+            .map(|step| {
+                let mut pages: Vec<(&str, u64)> = step
                     .iter()
-                    .filter(|(p, _)| p.as_str() != EXIT)
-                    .map(|(p, n)| (p, *n))
+                    .filter(|(p, _)| **p != EXIT)
+                    .map(|(p, n)| (*p, *n))
                     .collect();
                 pages.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
                 pages
                     .into_iter()
                     .take(limit as usize)
-                    .map(|(p, _)| p.clone())
+                    .map(|(p, _)| p)
                     .collect()
             })
             .collect();
         let fold = |k: usize, p: &str| -> String {
-            if p == EXIT || keep[k].iter().any(|kept| kept == p) {
+            if p == EXIT || keep[k].contains(&p) {
                 p.to_string()
             } else {
                 OTHER.to_string()
             }
         };
         let mut nodes: BTreeMap<(usize, String), u64> = BTreeMap::new();
-        for (k, step) in self.visits.iter().enumerate() {
+        for (k, step) in visits.iter().enumerate() {
             for (p, n) in step {
                 *nodes.entry((k, fold(k, p))).or_default() += n;
             }
@@ -628,12 +664,10 @@ impl PathWalk {
             .map(|(i, (key, _))| (key.clone(), i))
             .collect();
         let mut links: BTreeMap<(usize, usize), u64> = BTreeMap::new();
-        let all = self.links.iter().enumerate().flat_map(|(k, froms)| {
-            froms
-                .iter()
-                .flat_map(move |(from, tos)| tos.iter().map(move |(to, n)| (k, from, to, n)))
-        });
-        for (k, from, to, n) in all {
+        for (key, n) in &self.links {
+            let k = (key >> 56) as usize;
+            let from = names[((key >> 28) & 0x0fff_ffff) as usize].as_str();
+            let to = names[(key & 0x0fff_ffff) as usize].as_str();
             let (Some(&s), Some(&t)) = (
                 index.get(&(k, fold(k, from))),
                 index.get(&(k + 1, fold(k + 1, to))),
@@ -643,7 +677,7 @@ impl PathWalk {
             *links.entry((s, t)).or_default() += n;
         }
         PathsReport {
-            sessions: self.visits[0].values().sum(),
+            sessions: visits[0].values().sum(),
             nodes: ordered
                 .into_iter()
                 .map(|((k, path), sessions)| PathNode {
