@@ -13,6 +13,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the embedded store keeps its files.
     pub data_dir: PathBuf,
+    /// Which store: SQLite in `data_dir` (the default) or ClickHouse.
+    pub store: crate::store::Backend,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
     /// Inactivity after which a session ends.
@@ -43,6 +45,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("waymark-data"),
+            store: crate::store::Backend::Sqlite,
             max_body_bytes: waymark_protocol::MAX_BODY_BYTES,
             session_timeout: Duration::from_secs(30 * 60),
             max_open_sessions: 1_000_000,
