@@ -354,3 +354,327 @@ fn clickhouse_store_dedups_merges_resumes_and_keeps_the_first_salt() {
     assert!(!r.site_exists("other").unwrap());
     s.maintain().unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Parity: the same writes into SQLite and ClickHouse give identical answers to every report.
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.below(v.len() as u64) as usize]
+    }
+}
+
+const PATHS: &[&str] = &["/", "/products/mug", "/products/tea", "/cart", "/blog", "/a?b[c]", "/products/cup"];
+const ORIGINS: &[(&str, &str, Option<&str>, Option<&str>)] = &[
+    ("(direct)", "direct", None, None),
+    ("google", "search", None, Some("google.com")),
+    ("newsletter", "email", Some("spring"), None),
+    ("Newsletter", "email", Some("autumn"), Some("mail.example")),
+];
+const DEVICES: &[(&str, &str, &str)] = &[
+    ("Firefox", "Linux", "desktop"),
+    ("Chrome", "Android", "mobile"),
+    ("Safari", "macOS", "desktop"),
+];
+const PRODUCTS: &[(&str, &str, f64)] = &[("mug", "Blue mug", 12.5), ("tea", "Green tea", 0.1), ("cup", "Cup", 3.3)];
+
+/// One generated event with its session's per-event facts.
+struct Gen {
+    row: EventRow,
+    origin: Origin,
+    engagement: Option<(u8, u64)>,
+}
+
+/// Sessions over two days, each split into several batches written out of order, with
+/// retries; returns the groups of batches as the writer would commit them.
+fn generated(seed: u64, day0: i64) -> Vec<Vec<BatchWrite>> {
+    let mut rng = Rng(seed);
+    let mut batches = Vec::new();
+    for n in 0..60u64 {
+        let visitor = 1_000 + rng.below(25);
+        let (browser, os, device) = *rng.pick(DEVICES);
+        let country = (rng.below(3) == 0).then(|| "DE".to_string());
+        let start = day0 + rng.below(2 * 86_400_000 - 3_600_000) as i64;
+        // Time-ordered ids like the collector's, and a few with the top bit set.
+        let id = ((start / 1000) as u64) << 32 | rng.below(1 << 32) | if n % 17 == 0 { 1 << 63 } else { 0 };
+        let mut t = start;
+        let mut evs: Vec<Gen> = Vec::new();
+        let mut pv = String::new();
+        let mut path = "/";
+        for k in 0..(1 + rng.below(9)) {
+            let kind = if k == 0 { 0 } else { rng.below(5) };
+            let mut row = pageview_row(id, t, &pv, path);
+            row.visitor = visitor;
+            let mut engagement = None;
+            match kind {
+                0 | 1 => {
+                    path = *rng.pick(PATHS);
+                    pv = format!("pv{id:x}{k}");
+                    row.pv.clone_from(&pv);
+                    row.path = path.into();
+                    row.title = (rng.below(2) == 0).then(|| format!("Title {k}"));
+                }
+                2 => {
+                    row.kind = EventType::Engagement;
+                    let e = (rng.below(101) as u8, rng.below(30_000));
+                    row.scroll = Some(e.0);
+                    row.engaged_ms = Some(e.1);
+                    engagement = Some(e);
+                }
+                3 => {
+                    row.kind = EventType::Cart;
+                    let action = *rng.pick(&[
+                        CartAction::Add,
+                        CartAction::Add,
+                        CartAction::Checkout,
+                        CartAction::Purchase,
+                        CartAction::Remove,
+                    ]);
+                    row.action = Some(action);
+                    row.currency = (rng.below(6) != 0).then(|| rng.pick(&["EUR", "USD"]).to_string());
+                    let items: Vec<String> = (0..1 + rng.below(3))
+                        .map(|_| {
+                            let (id, name, price) = *rng.pick(PRODUCTS);
+                            let q = 1 + rng.below(3);
+                            if rng.below(4) == 0 {
+                                format!(r#"{{"id":"{id}","quantity":{q}}}"#)
+                            } else {
+                                format!(r#"{{"id":"{id}","name":"{name}","price":{price:?},"quantity":{q}}}"#)
+                            }
+                        })
+                        .collect();
+                    row.items = Some(format!("[{}]", items.join(",")));
+                    if action == CartAction::Purchase {
+                        row.order_id = Some(format!("o{n}"));
+                        row.revenue = (rng.below(3) == 0).then(|| rng.below(10_000) as f64 / 7.0);
+                    }
+                }
+                _ => {
+                    row.kind = EventType::Custom;
+                    row.name = Some(rng.pick(&["signup", "share"]).to_string());
+                    row.props = Some(r#"{"plan":"pro","n":2}"#.into());
+                }
+            }
+            let origin = {
+                let (s, m, c, r) = *rng.pick(ORIGINS);
+                Origin {
+                    referrer_host: r.map(Into::into),
+                    source: s.into(),
+                    medium: m.into(),
+                    campaign: c.map(Into::into),
+                }
+            };
+            evs.push(Gen { row, origin, engagement });
+            t += rng.below(120_000) as i64;
+        }
+        // Split into batches of consecutive events.
+        let mut i = 0;
+        let mut part = 0;
+        while i < evs.len() {
+            let len = (1 + rng.below(3) as usize).min(evs.len() - i);
+            let chunk = &evs[i..i + len];
+            i += len;
+            let views: Vec<&Gen> = chunk.iter().filter(|g| g.row.kind == EventType::Pageview).collect();
+            let mut d = SessionDelta {
+                id,
+                visitor,
+                start: chunk.iter().map(|g| g.row.ts).min().unwrap(),
+                end: chunk.iter().map(|g| g.row.ts).max().unwrap(),
+                entry: views.first().map(|g| (g.row.ts, g.row.path.clone(), g.origin.clone())),
+                exit: views.last().map(|g| (g.row.ts, g.row.path.clone())),
+                pageviews: views.len() as u32,
+                events: chunk.len() as u32,
+                campaign_fp: (rng.below(2) == 0).then(|| rng.next()),
+                browser: browser.into(),
+                os: os.into(),
+                device: device.into(),
+                country: if part > 0 { country.clone() } else { None },
+                ..SessionDelta::default()
+            };
+            let mut engagement = Vec::new();
+            for g in chunk {
+                if g.row.kind == EventType::Cart {
+                    let a = g.row.action.unwrap();
+                    d.cart_adds += u32::from(a == CartAction::Add);
+                    d.checkout |= matches!(a, CartAction::Checkout | CartAction::Purchase);
+                    if a == CartAction::Purchase {
+                        d.purchase = true;
+                        d.revenue += g.row.revenue.unwrap_or(1.1);
+                    }
+                    if d.currency.is_none() {
+                        d.currency.clone_from(&g.row.currency);
+                    }
+                }
+                if let Some((scroll, ms)) = g.engagement {
+                    engagement.push(Engagement {
+                        session: id,
+                        pv: g.row.pv.clone(),
+                        path: g.row.path.clone(),
+                        ts: g.row.ts,
+                        scroll,
+                        engaged_ms: ms,
+                    });
+                }
+            }
+            let dropped = match rng.below(4) {
+                0 => vec![(Dropped::Bot("crawler"), 2)],
+                1 => vec![(Dropped::Rejected, 1), (Dropped::Stale, 3)],
+                _ => vec![],
+            };
+            batches.push(BatchWrite {
+                site: "shop".into(),
+                batch_id: format!("g{n}p{part}"),
+                received: chunk.last().unwrap().row.ts + 500,
+                events: chunk.iter().map(|g| g.row.clone()).collect(),
+                sessions: vec![d],
+                engagement,
+                dropped,
+            });
+            part += 1;
+        }
+    }
+    // Out of order, with retries, in group commits of a few batches.
+    for i in (1..batches.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        batches.swap(i, j);
+    }
+    let retries: Vec<BatchWrite> = batches.iter().step_by(7).cloned().collect();
+    batches.extend(retries);
+    let mut groups = Vec::new();
+    let mut rest = batches.as_slice();
+    while !rest.is_empty() {
+        let n = (1 + rng.below(4) as usize).min(rest.len());
+        groups.push(rest[..n].to_vec());
+        rest = &rest[n..];
+    }
+    groups
+}
+
+fn all_reports(r: &mut dyn Reports, q: &Query) -> serde_json::Value {
+    use serde_json::json;
+    let v = |x: serde_json::Result<serde_json::Value>| x.unwrap();
+    let mut out = serde_json::Map::new();
+    out.insert("overview".into(), v(serde_json::to_value(r.overview(q).unwrap())));
+    for limit in [2, 100] {
+        out.insert(format!("pages{limit}"), v(serde_json::to_value(r.pages(q, limit).unwrap())));
+        out.insert(format!("sources{limit}"), v(serde_json::to_value(r.sources(q, limit).unwrap())));
+        out.insert(format!("sessions{limit}"), v(serde_json::to_value(r.sessions(q, limit).unwrap())));
+        out.insert(format!("cart{limit}"), v(serde_json::to_value(r.cart(q, limit).unwrap())));
+    }
+    for dim in [Dim::Source, Dim::Medium, Dim::Campaign, Dim::Device, Dim::Browser, Dim::Os, Dim::Country] {
+        out.insert(
+            format!("breakdown-{}", dim.as_str()),
+            v(serde_json::to_value(r.breakdown(q, dim, 3).unwrap())),
+        );
+    }
+    let steps = vec![
+        Step::Page("/products/*".into()),
+        Step::Cart(CartAction::Add),
+        Step::Cart(CartAction::Purchase),
+        Step::Event("signup".into()),
+    ];
+    out.insert("funnel".into(), v(serde_json::to_value(r.funnel(q, &steps).unwrap())));
+    out.insert("funnel-odd".into(), v(serde_json::to_value(r.funnel(q, &[Step::Page("/a?b[c]".into())]).unwrap())));
+    out.insert("scroll".into(), v(serde_json::to_value(r.scroll(q, None).unwrap())));
+    out.insert("scroll-products".into(), v(serde_json::to_value(r.scroll(q, Some("/products/*")).unwrap())));
+    out.insert("realtime".into(), v(serde_json::to_value(r.realtime(q).unwrap())));
+    for (start, depth) in [(None, 3), (Some("/products/*"), 5)] {
+        out.insert(
+            format!("paths-{start:?}-{depth}"),
+            v(serde_json::to_value(r.paths(q, start, depth, 4).unwrap())),
+        );
+    }
+    for goal in [Step::Cart(CartAction::Purchase), Step::Event("signup".into()), Step::Page("/cart".into())] {
+        for model in [Model::First, Model::Last, Model::Linear] {
+            out.insert(
+                format!("attribution-{}-{}", goal.label(), model.as_str()),
+                v(serde_json::to_value(r.attribution(q, &goal, model).unwrap())),
+            );
+        }
+    }
+    for table in [Table::Sessions, Table::Events] {
+        let mut rows = Vec::new();
+        r.export(q, table, &mut |row| {
+            rows.push(serde_json::Value::Array(row));
+            true
+        })
+        .unwrap();
+        out.insert(format!("export-{}", table.as_str()), json!(rows));
+    }
+    serde_json::Value::Object(out)
+}
+
+/// The first difference between two JSON values, as a path.
+fn diff(a: &serde_json::Value, b: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value as J;
+    match (a, b) {
+        (J::Object(x), J::Object(y)) => {
+            for k in x.keys().chain(y.keys()) {
+                let (p, q) = (x.get(k).unwrap_or(&J::Null), y.get(k).unwrap_or(&J::Null));
+                if let Some(d) = diff(p, q, &format!("{at}.{k}")) {
+                    return Some(d);
+                }
+            }
+            None
+        }
+        (J::Array(x), J::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (p, q))| diff(p, q, &format!("{at}[{i}]"))),
+        _ if a == b => None,
+        _ => Some(format!("{at}: sqlite {a} vs clickhouse {b}")),
+    }
+}
+
+#[test]
+fn clickhouse_reports_equal_sqlite_reports_for_the_same_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lite = SqliteStore::open(dir.path()).unwrap();
+    let (t, mut ch) = store("parity");
+    lite.put_site(&Site { id: "shop".into(), origins: vec![] }).unwrap();
+    let day0 = 86_400_000 * 20_000;
+    for group in generated(0x9e37_79b9_7f4a_7c15, day0) {
+        assert_eq!(lite.write(&group).unwrap(), ch.write(&group).unwrap(), "duplicates");
+    }
+    let (mut a, mut b) = both_reports(dir.path(), &t);
+    let d = |n: i64| jiff::Timestamp::from_millisecond(day0 + n * 86_400_000).unwrap().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+    let kathmandu = jiff::tz::TimeZone::get("Asia/Kathmandu").unwrap();
+    let queries = vec![
+        (d(0), d(1), jiff::tz::TimeZone::UTC, vec![]),
+        (d(0), d(0), jiff::tz::TimeZone::UTC, vec![]),
+        (d(1), d(2), kathmandu, vec![]),
+        (d(0), d(1), jiff::tz::TimeZone::UTC, vec![Filter::Is(Dim::Source, "NEWSLETTER".into())]),
+        (d(0), d(1), jiff::tz::TimeZone::UTC, vec![Filter::Is(Dim::Country, "de".into())]),
+        (d(0), d(1), jiff::tz::TimeZone::UTC, vec![Filter::Page("/products/*".into()), Filter::Is(Dim::Device, "desktop".into())]),
+        (d(0), d(1), jiff::tz::TimeZone::UTC, vec![Filter::Page("/a?b[c]".into())]),
+        (d(5), d(5), jiff::tz::TimeZone::UTC, vec![]),
+    ];
+    for (n, (from, to, tz, filters)) in queries.into_iter().enumerate() {
+        for now in [day0 + 86_400_000 + 43_200_000, day0 + 3 * 86_400_000] {
+            let q = Query::new("shop", from, to, tz.clone(), filters.clone(), now).unwrap();
+            let (x, y) = (all_reports(&mut a, &q), all_reports(&mut b, &q));
+            if let Some(d) = diff(&x, &y, "") {
+                panic!("query {n} ({from}..{to}, {filters:?}, now {now}): {d}");
+            }
+            if n == 0 {
+                // The data exercise the reports (not an empty comparison).
+                assert!(x["overview"]["sessions"].as_u64().unwrap() > 40, "{}", x["overview"]);
+                assert!(!x["cart100"]["top_bought"].as_array().unwrap().is_empty());
+                assert!(x["export-events"].as_array().unwrap().len() > 100);
+            }
+        }
+    }
+}
