@@ -27,22 +27,26 @@ running() { # pid file names a live clickhouse-server?
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+log_tail() { # dir
+  tail -n 30 "$1/log/stderr.log" "$1/log/clickhouse-server.err.log" >&2 2>/dev/null || true
+}
+
 wait_ping() { # dir port
-  local i
-  for ((i = 0; i < 600; i++)); do
+  local deadline=$((SECONDS + 60))
+  while ((SECONDS < deadline)); do
     # Ok. from the port *and* our process alive (so it is not some other server answering).
     if [ "$(curl -s --max-time 1 "http://127.0.0.1:$2/ping" 2>/dev/null)" = "Ok." ] && running "$1"; then
       return 0
     fi
     if ! running "$1"; then
       echo "clickhouse.sh: server exited during start-up; log tail:" >&2
-      tail -n 30 "$1/log/stderr.log" "$1/log/clickhouse-server.err.log" 2>/dev/null >&2 || true
+      log_tail "$1"
       return 1
     fi
     sleep 0.1
   done
   echo "clickhouse.sh: no 'Ok.' from http://127.0.0.1:$2/ping after 60 s; log tail:" >&2
-  tail -n 30 "$1/log/stderr.log" "$1/log/clickhouse-server.err.log" 2>/dev/null >&2 || true
+  log_tail "$1"
   return 1
 }
 
@@ -54,6 +58,9 @@ start() {
   mkdir -p "$1"
   dir=$(cd "$1" && pwd)
   if running "$dir"; then
+    local cur
+    cur=$(sed -n 's|.*<http_port>\([0-9]*\)</http_port>.*|\1|p' "$dir/config.xml")
+    [ "$cur" = "$http" ] || die "already running in $dir on port $cur, not $http (stop it first)"
     wait_ping "$dir" "$http"
     echo "clickhouse.sh: already running (pid $(cat "$dir/clickhouse.pid")) on 127.0.0.1:$http"
     return 0
