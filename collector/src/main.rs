@@ -123,17 +123,15 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed: Option<std::io::Error> = None;
-    waymark_collector::report::export(
-        reports.as_mut(),
-        &plan,
-        &mut |chunk| match out.write_all(chunk) {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        },
-    )
+    waymark_collector::report::export(reports.as_mut(), &plan, &mut |chunk| match out
+        .write_all(chunk)
+    {
+        Ok(()) => true,
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
+    })
     .map_err(|e| cli_error(e, &args.site))?;
     match failed {
         // A closed pipe (`| head`) is the reader's choice, not an error.

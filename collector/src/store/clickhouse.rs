@@ -211,6 +211,15 @@ impl Target {
         })
     }
 
+    /// The URL again, without credentials: `clickhouse://host:port/database`.
+    pub fn url(&self) -> String {
+        format!(
+            "clickhouse://{}/{}",
+            self.http.trim_start_matches("http://"),
+            self.database
+        )
+    }
+
     /// A client of the server, on the database when `in_db`.
     pub(crate) fn client(&self, in_db: bool) -> clickhouse::Client {
         let mut c = clickhouse::Client::default()
@@ -272,7 +281,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    (s.len() % 2 == 0)
+    s.len()
+        .is_multiple_of(2)
         .then(|| {
             (0..s.len())
                 .step_by(2)
@@ -520,8 +530,7 @@ impl Store for ClickHouseStore {
                 keys.join(", ")
             ),
         )?;
-        let mut seen: std::collections::HashSet<(String, String)> =
-            existing.into_iter().collect();
+        let mut seen: std::collections::HashSet<(String, String)> = existing.into_iter().collect();
         let mut duplicates = Vec::with_capacity(batches.len());
         let (mut events, mut deltas, mut engagement, mut dropped, mut ids) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -684,14 +693,16 @@ impl Store for ClickHouseStore {
         )?;
         Ok(rows
             .into_iter()
-            .map(|(site, id, visitor, start, last, has_fp, fp)| StoredSession {
-                site,
-                visitor,
-                id,
-                start,
-                last,
-                campaign_fp: (has_fp == 1).then_some(fp),
-            })
+            .map(
+                |(site, id, visitor, start, last, has_fp, fp)| StoredSession {
+                    site,
+                    visitor,
+                    id,
+                    start,
+                    last,
+                    campaign_fp: (has_fp == 1).then_some(fp),
+                },
+            )
             .collect())
     }
 

@@ -26,6 +26,11 @@ use waymark_protocol::CartAction;
 /// How far after its start a session's events can lie (sessions last at most 24 h).
 const SESSION_SPAN_MS: i64 = 25 * 3_600_000;
 
+/// A source key: source, medium, campaign, referrer host.
+type SourceKey = (String, String, Option<String>, Option<String>);
+/// A funnel event as selected: session, time, type, path, action, name.
+type StepRow = (u64, i64, String, String, Option<String>, Option<String>);
+
 /// Report queries over one ClickHouse client.
 pub struct ClickHouseReports {
     db: clickhouse::Client,
@@ -284,7 +289,9 @@ fn sessions(q: &Query) -> String {
     let mut conds = Vec::new();
     for f in &q.filters {
         match f {
-            Filter::Is(dim, v) => conds.push(format!("lower({}) = lower({})", column(*dim), lit(v))),
+            Filter::Is(dim, v) => {
+                conds.push(format!("lower({}) = lower({})", column(*dim), lit(v)))
+            }
             Filter::Page(glob) => conds.push(format!(
                 "id IN (SELECT session_id FROM events WHERE site = {} AND ts >= {} AND ts < {}
                  AND type = 'pageview' AND match(path, {}))",
@@ -390,7 +397,12 @@ impl ClickHouseReports {
 
     /// Cart events of the sessions in scope with that action (and `extra` condition), in the
     /// order they were stored.
-    fn cart_events(&self, q: &Query, action: &str, extra: &str) -> Result<Vec<CartRow>, StoreError> {
+    fn cart_events(
+        &self,
+        q: &Query,
+        action: &str,
+        extra: &str,
+    ) -> Result<Vec<CartRow>, StoreError> {
         self.rows(format!(
             "SELECT session_id, currency, revenue, items FROM events
              WHERE {} AND type = 'cart' AND action = {} {extra} ORDER BY ts, seq",
@@ -455,11 +467,7 @@ impl ClickHouseReports {
     }
 
     /// Runs `sql` and hands each row to `f` as it arrives, until `f` answers false.
-    fn each<T>(
-        &self,
-        sql: String,
-        mut f: impl FnMut(T) -> bool,
-    ) -> Result<(), StoreError>
+    fn each<T>(&self, sql: String, mut f: impl FnMut(T) -> bool) -> Result<(), StoreError>
     where
         T: clickhouse::RowOwned + clickhouse::RowRead + Send + 'static,
     {
@@ -471,7 +479,9 @@ impl ClickHouseReports {
                 let mut cursor = match db.query_raw(&sql).fetch::<T>() {
                     Ok(c) => c,
                     Err(e) => {
-                        let _ = tx.send(Err(StoreError::Other(format!("clickhouse: {e}")))).await;
+                        let _ = tx
+                            .send(Err(StoreError::Other(format!("clickhouse: {e}"))))
+                            .await;
                         return;
                     }
                 };
@@ -608,17 +618,34 @@ impl Reports for ClickHouseReports {
     }
 
     fn sources(&mut self, q: &Query, limit: u32) -> Result<Vec<SourceRow>, StoreError> {
-        type Key = (String, String, Option<String>, Option<String>);
+        type Key = SourceKey;
+        #[derive(Row, Deserialize)]
+        struct KeyRow {
+            id: u64,
+            source: String,
+            medium: String,
+            campaign: Option<String>,
+            referrer: Option<String>,
+        }
+        #[derive(Row, Deserialize)]
+        struct CountRow {
+            source: String,
+            medium: String,
+            campaign: Option<String>,
+            referrer: Option<String>,
+            visitors: u64,
+            sessions: u64,
+            buyers: u64,
+        }
         let sel = sessions(q);
-        let keys: Vec<(u64, String, String, Option<String>, Option<String>)> =
-            self.rows(format!(
-                "SELECT id, ifNull(source, '(none)'), ifNull(medium, '(none)'), campaign,
+        let keys: Vec<KeyRow> = self.rows(format!(
+            "SELECT id, ifNull(source, '(none)'), ifNull(medium, '(none)'), campaign,
                     referrer_host
                  FROM ({sel}) WHERE purchase > 0"
-            ))?;
+        ))?;
         let keys: HashMap<u64, Key> = keys
             .into_iter()
-            .map(|(id, s, m, c, r)| (id, (s, m, c, r)))
+            .map(|k| (k.id, (k.source, k.medium, k.campaign, k.referrer)))
             .collect();
         let mut revenue: HashMap<Key, BTreeMap<String, Total>> = HashMap::new();
         for e in self.cart_events(q, "purchase", "AND currency IS NOT NULL")? {
@@ -632,9 +659,8 @@ impl Reports for ClickHouseReports {
                     .add(amount);
             }
         }
-        let rows: Vec<(String, String, Option<String>, Option<String>, u64, u64, u64)> =
-            self.rows(format!(
-                "SELECT ifNull(source, '(none)') AS k_source, ifNull(medium, '(none)') AS k_medium,
+        let rows: Vec<CountRow> = self.rows(format!(
+            "SELECT ifNull(source, '(none)') AS k_source, ifNull(medium, '(none)') AS k_medium,
                     campaign AS k_campaign, referrer_host AS k_referrer,
                     toUInt64(uniqExact(visitor)), toUInt64(count()),
                     toUInt64(countIf(purchase > 0))
@@ -642,25 +668,35 @@ impl Reports for ClickHouseReports {
                  ORDER BY count() DESC, k_source, k_medium, k_campaign NULLS FIRST,
                     k_referrer NULLS FIRST
                  LIMIT {limit}"
-            ))?;
+        ))?;
         Ok(rows
             .into_iter()
-            .map(|(source, medium, campaign, referrer_host, visitors, n, buyers)| {
-                let k = (source, medium, campaign, referrer_host);
-                SourceRow {
-                    revenue: revenue
-                        .get(&k)
-                        .map(|m| m.iter().map(|(c, t)| (c.clone(), t.value())).collect())
-                        .unwrap_or_default(),
-                    source: k.0,
-                    medium: k.1,
-                    campaign: k.2,
-                    referrer_host: k.3,
-                    visitors,
-                    sessions: n,
-                    conversion_rate: report::ratio(buyers, n),
-                }
-            })
+            .map(
+                |CountRow {
+                     source,
+                     medium,
+                     campaign,
+                     referrer,
+                     visitors,
+                     sessions: n,
+                     buyers,
+                 }| {
+                    let k = (source, medium, campaign, referrer);
+                    SourceRow {
+                        revenue: revenue
+                            .get(&k)
+                            .map(|m| m.iter().map(|(c, t)| (c.clone(), t.value())).collect())
+                            .unwrap_or_default(),
+                        source: k.0,
+                        medium: k.1,
+                        campaign: k.2,
+                        referrer_host: k.3,
+                        visitors,
+                        sessions: n,
+                        conversion_rate: report::ratio(buyers, n),
+                    }
+                },
+            )
             .collect())
     }
 
@@ -694,12 +730,11 @@ impl Reports for ClickHouseReports {
         } else {
             any.join(" OR ")
         };
-        let rows: Vec<(u64, i64, String, String, Option<String>, Option<String>)> =
-            self.rows(format!(
-                "SELECT session_id, ts, type, path, action, name FROM events
+        let rows: Vec<StepRow> = self.rows(format!(
+            "SELECT session_id, ts, type, path, action, name FROM events
                  WHERE {} AND ({cond}) ORDER BY session_id, ts, seq",
-                in_scope(q)
-            ))?;
+            in_scope(q)
+        ))?;
         let events: Vec<FunnelEvent> = rows
             .into_iter()
             .map(|(session, ts, kind, path, action, name)| FunnelEvent {

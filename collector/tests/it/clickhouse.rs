@@ -16,6 +16,8 @@ use waymark_collector::store::{Backend, Site, Store};
 
 struct ClickHouse {
     port: u16,
+    /// The watchdog shell (it outlives the tests on purpose, to stop the server after them).
+    _watchdog: std::sync::Mutex<std::process::Child>,
 }
 
 /// The server binary and the arguments before `--config-file`.
@@ -25,7 +27,11 @@ fn server_command() -> (PathBuf, Vec<&'static str>) {
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs: Vec<PathBuf> = std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/usr/local/bin".into()])
+        .chain([
+            "/usr/sbin".into(),
+            "/usr/bin".into(),
+            "/usr/local/bin".into(),
+        ])
         .collect();
     for d in &dirs {
         let p = d.join("clickhouse-server");
@@ -106,7 +112,7 @@ fn start_server() -> ClickHouse {
          kill $ch 2>/dev/null; wait $ch; rm -rf '{d}'",
         parent = std::process::id()
     );
-    Command::new("sh")
+    let watchdog = Command::new("sh")
         .arg("-c")
         .arg(script)
         .stdin(std::process::Stdio::null())
@@ -133,7 +139,10 @@ fn start_server() -> ClickHouse {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    ClickHouse { port: http }
+    ClickHouse {
+        port: http,
+        _watchdog: std::sync::Mutex::new(watchdog),
+    }
 }
 
 fn server() -> &'static ClickHouse {
@@ -177,26 +186,12 @@ pub fn store(name: &str) -> (Target, ClickHouseStore) {
     (t, s)
 }
 
-/// A collector on a ClickHouse store (SQLite data dir unused but present).
-pub fn collector(t: &Target, adjust: impl FnOnce(&mut waymark_collector::config::Config)) -> Server {
-    let backend = Backend::ClickHouse(t.clone());
-    Server::start_with(|c| {
-        c.store = backend;
-        adjust(c);
-    })
-}
-
 /// Opens both stores' read sides over the same data.
 pub fn both_reports(dir: &Path, t: &Target) -> (SqliteReports, ClickHouseReports) {
     (
         SqliteReports::open(dir).unwrap(),
         ClickHouseReports::open(t).unwrap(),
     )
-}
-
-/// Keeps the SQLite import alive for modules that only use the CH side.
-pub fn sqlite(dir: &Path) -> SqliteStore {
-    SqliteStore::open(dir).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -277,8 +272,12 @@ fn clickhouse_store_dedups_merges_resumes_and_keeps_the_first_salt() {
     // Later batch first, then the earlier one, then a retry of the first (and a batch repeated
     // within one write).
     assert_eq!(
-        s.write(&[b("bbbb", 2_000, "/b"), b("aaaa", 1_000, "/a"), b("aaaa", 1_000, "/a")])
-            .unwrap(),
+        s.write(&[
+            b("bbbb", 2_000, "/b"),
+            b("aaaa", 1_000, "/a"),
+            b("aaaa", 1_000, "/a")
+        ])
+        .unwrap(),
         vec![false, false, true]
     );
     assert_eq!(s.write(&[b("bbbb", 2_000, "/b")]).unwrap(), vec![true]);
@@ -291,11 +290,19 @@ fn clickhouse_store_dedups_merges_resumes_and_keeps_the_first_salt() {
     assert_eq!(sessions.len(), 1);
     let one = &sessions[0];
     assert_eq!(
-        (one.start, one.end, one.entry_path.as_deref(), one.exit_path.as_deref()),
+        (
+            one.start,
+            one.end,
+            one.entry_path.as_deref(),
+            one.exit_path.as_deref()
+        ),
         (day + 1_000, day + 2_000, Some("/a"), Some("/b"))
     );
     let src = format!("src{}", day + 1_000);
-    assert_eq!((one.pageviews, one.source.as_deref()), (2, Some(src.as_str())));
+    assert_eq!(
+        (one.pageviews, one.source.as_deref()),
+        (2, Some(src.as_str()))
+    );
     // The same page view reported twice (cumulatively): the maximum counts, not the sum.
     assert_eq!(
         (one.engaged_s, one.max_scroll),
@@ -304,12 +311,20 @@ fn clickhouse_store_dedups_merges_resumes_and_keeps_the_first_salt() {
     // Reopening: the batch ids are still known; open sessions come back.
     drop(s);
     let mut s = ClickHouseStore::open(&t).unwrap();
-    assert_eq!(s.schema_version().unwrap() as usize, ClickHouseStore::migrations());
+    assert_eq!(
+        s.schema_version().unwrap() as usize,
+        ClickHouseStore::migrations()
+    );
     assert_eq!(s.write(&[b("aaaa", 1_000, "/a")]).unwrap(), vec![true]);
     let open = s.open_sessions(day + 1_500).unwrap();
     assert_eq!(open.len(), 1);
     assert_eq!(
-        (open[0].start, open[0].last, open[0].visitor, open[0].site.as_str()),
+        (
+            open[0].start,
+            open[0].last,
+            open[0].visitor,
+            open[0].site.as_str()
+        ),
         (day + 1_000, day + 2_000, 7, "shop")
     );
     assert!(s.open_sessions(day + 2_001).unwrap().is_empty());
@@ -332,7 +347,10 @@ fn clickhouse_store_dedups_merges_resumes_and_keeps_the_first_salt() {
     assert_eq!(s.salt(102, [7; 32]).unwrap(), [6; 32]);
     assert_eq!(other.salt(102, [8; 32]).unwrap(), [6; 32]);
     assert_eq!(s.forget_salts_before(102).unwrap(), 2);
-    assert_eq!(sql(&t, "SELECT count() FROM salts WHERE day < 102").trim(), "0");
+    assert_eq!(
+        sql(&t, "SELECT count() FROM salts WHERE day < 102").trim(),
+        "0"
+    );
     assert_eq!(
         other.salt(100, [9; 32]).unwrap(),
         [9; 32],
@@ -342,7 +360,10 @@ fn clickhouse_store_dedups_merges_resumes_and_keeps_the_first_salt() {
     // Sites (replaced, not duplicated) and tokens.
     let site = Site {
         id: "shop".into(),
-        origins: vec!["https://shop.example".into(), "https://www.shop.example".into()],
+        origins: vec![
+            "https://shop.example".into(),
+            "https://www.shop.example".into(),
+        ],
     };
     s.put_site(&site).unwrap();
     assert_eq!(other.sites().unwrap(), vec![site]);
@@ -376,7 +397,15 @@ impl Rng {
     }
 }
 
-const PATHS: &[&str] = &["/", "/products/mug", "/products/tea", "/cart", "/blog", "/a?b[c]", "/products/cup"];
+const PATHS: &[&str] = &[
+    "/",
+    "/products/mug",
+    "/products/tea",
+    "/cart",
+    "/blog",
+    "/a?b[c]",
+    "/products/cup",
+];
 const ORIGINS: &[(&str, &str, Option<&str>, Option<&str>)] = &[
     ("(direct)", "direct", None, None),
     ("google", "search", None, Some("google.com")),
@@ -388,7 +417,11 @@ const DEVICES: &[(&str, &str, &str)] = &[
     ("Chrome", "Android", "mobile"),
     ("Safari", "macOS", "desktop"),
 ];
-const PRODUCTS: &[(&str, &str, f64)] = &[("mug", "Blue mug", 12.5), ("tea", "Green tea", 0.1), ("cup", "Cup", 3.3)];
+const PRODUCTS: &[(&str, &str, f64)] = &[
+    ("mug", "Blue mug", 12.5),
+    ("tea", "Green tea", 0.1),
+    ("cup", "Cup", 3.3),
+];
 
 /// One generated event with its session's per-event facts.
 struct Gen {
@@ -408,7 +441,9 @@ fn generated(seed: u64, day0: i64) -> Vec<Vec<BatchWrite>> {
         let country = (rng.below(3) == 0).then(|| "DE".to_string());
         let start = day0 + rng.below(2 * 86_400_000 - 3_600_000) as i64;
         // Time-ordered ids like the collector's, and a few with the top bit set.
-        let id = ((start / 1000) as u64) << 32 | rng.below(1 << 32) | if n % 17 == 0 { 1 << 63 } else { 0 };
+        let id = ((start / 1000) as u64) << 32
+            | rng.below(1 << 32)
+            | if n % 17 == 0 { 1 << 63 } else { 0 };
         let mut t = start;
         let mut evs: Vec<Gen> = Vec::new();
         let mut pv = String::new();
@@ -443,7 +478,8 @@ fn generated(seed: u64, day0: i64) -> Vec<Vec<BatchWrite>> {
                         CartAction::Remove,
                     ]);
                     row.action = Some(action);
-                    row.currency = (rng.below(6) != 0).then(|| rng.pick(&["EUR", "USD"]).to_string());
+                    row.currency =
+                        (rng.below(6) != 0).then(|| rng.pick(&["EUR", "USD"]).to_string());
                     let items: Vec<String> = (0..1 + rng.below(3))
                         .map(|_| {
                             let (id, name, price) = *rng.pick(PRODUCTS);
@@ -476,7 +512,11 @@ fn generated(seed: u64, day0: i64) -> Vec<Vec<BatchWrite>> {
                     campaign: c.map(Into::into),
                 }
             };
-            evs.push(Gen { row, origin, engagement });
+            evs.push(Gen {
+                row,
+                origin,
+                engagement,
+            });
             t += rng.below(120_000) as i64;
         }
         // Split into batches of consecutive events.
@@ -486,13 +526,18 @@ fn generated(seed: u64, day0: i64) -> Vec<Vec<BatchWrite>> {
             let len = (1 + rng.below(3) as usize).min(evs.len() - i);
             let chunk = &evs[i..i + len];
             i += len;
-            let views: Vec<&Gen> = chunk.iter().filter(|g| g.row.kind == EventType::Pageview).collect();
+            let views: Vec<&Gen> = chunk
+                .iter()
+                .filter(|g| g.row.kind == EventType::Pageview)
+                .collect();
             let mut d = SessionDelta {
                 id,
                 visitor,
                 start: chunk.iter().map(|g| g.row.ts).min().unwrap(),
                 end: chunk.iter().map(|g| g.row.ts).max().unwrap(),
-                entry: views.first().map(|g| (g.row.ts, g.row.path.clone(), g.origin.clone())),
+                entry: views
+                    .first()
+                    .map(|g| (g.row.ts, g.row.path.clone(), g.origin.clone())),
                 exit: views.last().map(|g| (g.row.ts, g.row.path.clone())),
                 pageviews: views.len() as u32,
                 events: chunk.len() as u32,
@@ -566,14 +611,37 @@ fn all_reports(r: &mut dyn Reports, q: &Query) -> serde_json::Value {
     use serde_json::json;
     let v = |x: serde_json::Result<serde_json::Value>| x.unwrap();
     let mut out = serde_json::Map::new();
-    out.insert("overview".into(), v(serde_json::to_value(r.overview(q).unwrap())));
+    out.insert(
+        "overview".into(),
+        v(serde_json::to_value(r.overview(q).unwrap())),
+    );
     for limit in [2, 100] {
-        out.insert(format!("pages{limit}"), v(serde_json::to_value(r.pages(q, limit).unwrap())));
-        out.insert(format!("sources{limit}"), v(serde_json::to_value(r.sources(q, limit).unwrap())));
-        out.insert(format!("sessions{limit}"), v(serde_json::to_value(r.sessions(q, limit).unwrap())));
-        out.insert(format!("cart{limit}"), v(serde_json::to_value(r.cart(q, limit).unwrap())));
+        out.insert(
+            format!("pages{limit}"),
+            v(serde_json::to_value(r.pages(q, limit).unwrap())),
+        );
+        out.insert(
+            format!("sources{limit}"),
+            v(serde_json::to_value(r.sources(q, limit).unwrap())),
+        );
+        out.insert(
+            format!("sessions{limit}"),
+            v(serde_json::to_value(r.sessions(q, limit).unwrap())),
+        );
+        out.insert(
+            format!("cart{limit}"),
+            v(serde_json::to_value(r.cart(q, limit).unwrap())),
+        );
     }
-    for dim in [Dim::Source, Dim::Medium, Dim::Campaign, Dim::Device, Dim::Browser, Dim::Os, Dim::Country] {
+    for dim in [
+        Dim::Source,
+        Dim::Medium,
+        Dim::Campaign,
+        Dim::Device,
+        Dim::Browser,
+        Dim::Os,
+        Dim::Country,
+    ] {
         out.insert(
             format!("breakdown-{}", dim.as_str()),
             v(serde_json::to_value(r.breakdown(q, dim, 3).unwrap())),
@@ -585,22 +653,47 @@ fn all_reports(r: &mut dyn Reports, q: &Query) -> serde_json::Value {
         Step::Cart(CartAction::Purchase),
         Step::Event("signup".into()),
     ];
-    out.insert("funnel".into(), v(serde_json::to_value(r.funnel(q, &steps).unwrap())));
-    out.insert("funnel-odd".into(), v(serde_json::to_value(r.funnel(q, &[Step::Page("/a?b[c]".into())]).unwrap())));
-    out.insert("scroll".into(), v(serde_json::to_value(r.scroll(q, None).unwrap())));
-    out.insert("scroll-products".into(), v(serde_json::to_value(r.scroll(q, Some("/products/*")).unwrap())));
-    out.insert("realtime".into(), v(serde_json::to_value(r.realtime(q).unwrap())));
+    out.insert(
+        "funnel".into(),
+        v(serde_json::to_value(r.funnel(q, &steps).unwrap())),
+    );
+    out.insert(
+        "funnel-odd".into(),
+        v(serde_json::to_value(
+            r.funnel(q, &[Step::Page("/a?b[c]".into())]).unwrap(),
+        )),
+    );
+    out.insert(
+        "scroll".into(),
+        v(serde_json::to_value(r.scroll(q, None).unwrap())),
+    );
+    out.insert(
+        "scroll-products".into(),
+        v(serde_json::to_value(
+            r.scroll(q, Some("/products/*")).unwrap(),
+        )),
+    );
+    out.insert(
+        "realtime".into(),
+        v(serde_json::to_value(r.realtime(q).unwrap())),
+    );
     for (start, depth) in [(None, 3), (Some("/products/*"), 5)] {
         out.insert(
             format!("paths-{start:?}-{depth}"),
             v(serde_json::to_value(r.paths(q, start, depth, 4).unwrap())),
         );
     }
-    for goal in [Step::Cart(CartAction::Purchase), Step::Event("signup".into()), Step::Page("/cart".into())] {
+    for goal in [
+        Step::Cart(CartAction::Purchase),
+        Step::Event("signup".into()),
+        Step::Page("/cart".into()),
+    ] {
         for model in [Model::First, Model::Last, Model::Linear] {
             out.insert(
                 format!("attribution-{}-{}", goal.label(), model.as_str()),
-                v(serde_json::to_value(r.attribution(q, &goal, model).unwrap())),
+                v(serde_json::to_value(
+                    r.attribution(q, &goal, model).unwrap(),
+                )),
             );
         }
     }
@@ -644,22 +737,58 @@ fn clickhouse_reports_equal_sqlite_reports_for_the_same_writes() {
     let dir = tempfile::tempdir().unwrap();
     let mut lite = SqliteStore::open(dir.path()).unwrap();
     let (t, mut ch) = store("parity");
-    lite.put_site(&Site { id: "shop".into(), origins: vec![] }).unwrap();
+    lite.put_site(&Site {
+        id: "shop".into(),
+        origins: vec![],
+    })
+    .unwrap();
     let day0 = 86_400_000 * 20_000;
     for group in generated(0x9e37_79b9_7f4a_7c15, day0) {
-        assert_eq!(lite.write(&group).unwrap(), ch.write(&group).unwrap(), "duplicates");
+        assert_eq!(
+            lite.write(&group).unwrap(),
+            ch.write(&group).unwrap(),
+            "duplicates"
+        );
     }
     let (mut a, mut b) = both_reports(dir.path(), &t);
-    let d = |n: i64| jiff::Timestamp::from_millisecond(day0 + n * 86_400_000).unwrap().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+    let d = |n: i64| {
+        jiff::Timestamp::from_millisecond(day0 + n * 86_400_000)
+            .unwrap()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .date()
+    };
     let kathmandu = jiff::tz::TimeZone::get("Asia/Kathmandu").unwrap();
     let queries = vec![
         (d(0), d(1), jiff::tz::TimeZone::UTC, vec![]),
         (d(0), d(0), jiff::tz::TimeZone::UTC, vec![]),
         (d(1), d(2), kathmandu, vec![]),
-        (d(0), d(1), jiff::tz::TimeZone::UTC, vec![Filter::Is(Dim::Source, "NEWSLETTER".into())]),
-        (d(0), d(1), jiff::tz::TimeZone::UTC, vec![Filter::Is(Dim::Country, "de".into())]),
-        (d(0), d(1), jiff::tz::TimeZone::UTC, vec![Filter::Page("/products/*".into()), Filter::Is(Dim::Device, "desktop".into())]),
-        (d(0), d(1), jiff::tz::TimeZone::UTC, vec![Filter::Page("/a?b[c]".into())]),
+        (
+            d(0),
+            d(1),
+            jiff::tz::TimeZone::UTC,
+            vec![Filter::Is(Dim::Source, "NEWSLETTER".into())],
+        ),
+        (
+            d(0),
+            d(1),
+            jiff::tz::TimeZone::UTC,
+            vec![Filter::Is(Dim::Country, "de".into())],
+        ),
+        (
+            d(0),
+            d(1),
+            jiff::tz::TimeZone::UTC,
+            vec![
+                Filter::Page("/products/*".into()),
+                Filter::Is(Dim::Device, "desktop".into()),
+            ],
+        ),
+        (
+            d(0),
+            d(1),
+            jiff::tz::TimeZone::UTC,
+            vec![Filter::Page("/a?b[c]".into())],
+        ),
         (d(5), d(5), jiff::tz::TimeZone::UTC, vec![]),
     ];
     for (n, (from, to, tz, filters)) in queries.into_iter().enumerate() {
@@ -671,10 +800,134 @@ fn clickhouse_reports_equal_sqlite_reports_for_the_same_writes() {
             }
             if n == 0 {
                 // The data exercise the reports (not an empty comparison).
-                assert!(x["overview"]["sessions"].as_u64().unwrap() > 40, "{}", x["overview"]);
+                assert!(
+                    x["overview"]["sessions"].as_u64().unwrap() > 40,
+                    "{}",
+                    x["overview"]
+                );
                 assert!(!x["cart100"]["top_bought"].as_array().unwrap().is_empty());
                 assert!(x["export-events"].as_array().unwrap().len() > 100);
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report tests of `reports.rs` (journeys sent over HTTP, answers worked out by hand), on a
+// collector running with `--store clickhouse://…`.
+
+fn on_clickhouse(name: &str) -> Backend {
+    let (t, _) = store(name);
+    Backend::ClickHouse(t)
+}
+
+#[test]
+fn clickhouse_reports_match_the_journeys() {
+    crate::reports::reports_match_the_journeys_on(&on_clickhouse("journeys"));
+}
+
+#[test]
+fn clickhouse_days_and_hours_follow_the_time_zone() {
+    crate::reports::days_and_hours_follow_the_time_zone_on(&on_clickhouse("tz"));
+}
+
+#[test]
+fn clickhouse_cli_prints_the_same_report() {
+    crate::reports::cli_prints_the_same_report_on(&on_clickhouse("cli"));
+}
+
+#[test]
+fn clickhouse_journey_map_matches_the_journeys() {
+    crate::reports::journey_map_matches_the_journeys_on(&on_clickhouse("map"));
+}
+
+#[test]
+fn clickhouse_attribution_and_export() {
+    crate::reports::attribution_looks_back_over_the_visitors_day_and_export_streams_on(
+        &on_clickhouse("attribution"),
+    );
+}
+
+#[test]
+fn clickhouse_session_across_midnight() {
+    crate::reports::a_session_across_midnight_is_one_session_of_the_day_it_started_on(
+        &on_clickhouse("midnight"),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A collector over HTTP with `--store clickhouse://…`.
+
+#[test]
+fn clickhouse_collector_dedups_retries_resumes_sessions_and_shares_salts() {
+    let (t, _) = store("collector");
+    let backend = Backend::ClickHouse(t.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let start = |dir: &Path| {
+        let b = backend.clone();
+        Server::start_in(dir, move |c| c.store = b)
+    };
+    let count = |q: &str| -> i64 { sql(&t, q).trim().parse().unwrap() };
+    let now = now_ms();
+    let id = batch_id();
+    let b = body(&id, now, &[pageview(now - 60_000, "/")]);
+    let first_session;
+    {
+        let s = start(dir.path());
+        assert_eq!(post(&s, &b).json()["duplicate"], false);
+        let again = post(&s, &b);
+        assert_eq!(
+            (again.status, again.json()),
+            (
+                202,
+                serde_json::json!({"accepted": 0, "rejected": [], "duplicate": true})
+            )
+        );
+        post(
+            &s,
+            &body(&batch_id(), now, &[pageview(now - 30_000, "/products/mug")]),
+        );
+        assert_eq!(count("SELECT count() FROM events"), 2);
+        assert_eq!(count("SELECT uniqExact(id) FROM session_deltas"), 1);
+        first_session = sql(&t, "SELECT any(id) FROM session_deltas");
+    }
+    // Restarted: the retry is still a duplicate, and the open session resumes.
+    let s = start(dir.path());
+    assert_eq!(post(&s, &b).json()["duplicate"], true);
+    post(
+        &s,
+        &body(&batch_id(), now_ms(), &[pageview(now_ms(), "/cart")]),
+    );
+    assert_eq!(
+        sql(&t, "SELECT session_id FROM events WHERE path = '/cart'"),
+        first_session,
+        "the open session was resumed after the restart"
+    );
+    assert_eq!(count("SELECT count() FROM events"), 3);
+    assert_eq!(count("SELECT sum(pageviews) FROM session_deltas"), 3);
+    // A second collector on the same store (another data directory) uses the same salt: the
+    // same person is the same visitor on both.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = start(other_dir.path());
+    post(
+        &other,
+        &body(&batch_id(), now_ms(), &[pageview(now_ms(), "/other")]),
+    );
+    assert_eq!(
+        sql(&t, "SELECT visitor FROM events WHERE path = '/other'"),
+        sql(&t, "SELECT visitor FROM events WHERE path = '/cart'"),
+        "collectors sharing a store share the day's salt"
+    );
+    assert_eq!(
+        count("SELECT uniqExact(day) FROM salts"),
+        2,
+        "today and yesterday"
+    );
+    // Nothing stored carries the client's address or user agent.
+    let dump = sql(&t, "SELECT * FROM events FORMAT TSV")
+        + &sql(&t, "SELECT * FROM session_deltas FORMAT TSV");
+    assert!(
+        !dump.contains("127.0.0.1") && !dump.contains("Gecko"),
+        "{dump}"
+    );
 }

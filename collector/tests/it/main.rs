@@ -1,7 +1,7 @@
 //! Integration tests of the collector over real HTTP against the real server (one test binary).
 
-mod harness;
 mod clickhouse;
+mod harness;
 mod hostile;
 mod privacy;
 mod process;
