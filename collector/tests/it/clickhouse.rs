@@ -1,7 +1,9 @@
 //! The ClickHouse store against a real ClickHouse server that this test binary starts on
 //! 127.0.0.1 (a free port, a temporary directory; a watchdog stops it when the tests end).
 //! Without ClickHouse installed these tests fail, naming what is missing: they never pass
-//! silently. Set `WAYMARK_CLICKHOUSE_SERVER` to the server binary if it is not on the path.
+//! silently. Set `WAYMARK_CLICKHOUSE_SERVER` to the server binary if it is not on the path, or
+//! `WAYMARK_TEST_CLICKHOUSE=host:port` to use a running server (its HTTP port; e.g. a current
+//! ClickHouse in a container) instead of starting one.
 
 use crate::harness::*;
 use std::path::{Path, PathBuf};
@@ -15,15 +17,22 @@ use waymark_collector::store::sqlite_reports::SqliteReports;
 use waymark_collector::store::{Backend, Site, Store};
 
 struct ClickHouse {
-    port: u16,
+    /// `host:port` of the HTTP interface.
+    addr: String,
     /// The watchdog shell (it outlives the tests on purpose, to stop the server after them).
-    _watchdog: std::sync::Mutex<std::process::Child>,
+    _watchdog: Option<std::sync::Mutex<std::process::Child>>,
 }
 
 /// The server binary and the arguments before `--config-file`.
 fn server_command() -> (PathBuf, Vec<&'static str>) {
     if let Some(p) = std::env::var_os("WAYMARK_CLICKHOUSE_SERVER") {
-        return (PathBuf::from(p), vec![]);
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "WAYMARK_CLICKHOUSE_SERVER={} is not a file",
+            p.display()
+        );
+        return (p, vec![]);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs: Vec<PathBuf> = std::env::split_paths(&path)
@@ -100,7 +109,8 @@ fn start_server() -> ClickHouse {
 "#,
     )
     .unwrap();
-    // The watchdog stops the server and removes its directory once this process is gone.
+    // The watchdog stops the server and removes its directory once this process is gone (it
+    // exits at once, keeping the logs, if the server stops first).
     let server = std::iter::once(bin.display().to_string())
         .chain(pre.iter().map(|s| (*s).to_string()))
         .map(|a| format!("'{a}'"))
@@ -109,10 +119,10 @@ fn start_server() -> ClickHouse {
     let script = format!(
         "{server} --config-file='{d}/config.xml' >'{d}/stdout.log' 2>&1 & ch=$!; \
          while kill -0 {parent} 2>/dev/null && kill -0 $ch 2>/dev/null; do sleep 1; done; \
-         kill $ch 2>/dev/null; wait $ch; rm -rf '{d}'",
+         kill -0 $ch 2>/dev/null || exit 1; kill $ch; wait $ch; rm -rf '{d}'",
         parent = std::process::id()
     );
-    let watchdog = Command::new("sh")
+    let mut watchdog = Command::new("sh")
         .arg("-c")
         .arg(script)
         .stdin(std::process::Stdio::null())
@@ -128,7 +138,8 @@ fn start_server() -> ClickHouse {
                 break;
             }
         }
-        if started.elapsed() > Duration::from_secs(60) {
+        let exited = watchdog.try_wait().unwrap().is_some();
+        if exited || started.elapsed() > Duration::from_secs(60) {
             let log = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
             panic!(
                 "ClickHouse ({}) did not come up on 127.0.0.1:{http}:\n{}\n{}",
@@ -140,27 +151,33 @@ fn start_server() -> ClickHouse {
         std::thread::sleep(Duration::from_millis(100));
     }
     ClickHouse {
-        port: http,
-        _watchdog: std::sync::Mutex::new(watchdog),
+        addr: format!("127.0.0.1:{http}"),
+        _watchdog: Some(std::sync::Mutex::new(watchdog)),
     }
 }
 
 fn server() -> &'static ClickHouse {
     static SERVER: OnceLock<ClickHouse> = OnceLock::new();
-    SERVER.get_or_init(start_server)
+    SERVER.get_or_init(|| match std::env::var("WAYMARK_TEST_CLICKHOUSE") {
+        Ok(addr) if !addr.is_empty() => ClickHouse {
+            addr,
+            _watchdog: None,
+        },
+        _ => start_server(),
+    })
 }
 
 /// A fresh database on the test server.
 pub fn database(name: &str) -> Target {
-    let port = server().port;
+    let addr = &server().addr;
     let db = format!("wm_{name}_{}", std::process::id());
     let r = reply(
         agent()
-            .post(&format!("http://127.0.0.1:{port}/"))
+            .post(&format!("http://{addr}/"))
             .send(&format!("DROP DATABASE IF EXISTS {db}")),
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    Target::parse(&format!("clickhouse://127.0.0.1:{port}/{db}")).unwrap()
+    Target::parse(&format!("clickhouse://{addr}/{db}")).unwrap()
 }
 
 /// Runs an SQL query on the test server and answers its TSV output.
