@@ -105,7 +105,8 @@ struct App {
 
 /// Read-only store connections for report queries, reused between requests. Reports run on
 /// tokio's blocking pool with these, never on the async workers nor on the writer's connection,
-/// so a slow report cannot hold up ingestion (WAL readers do not block the writer).
+/// so a slow report cannot hold up ingestion (SQLite WAL readers do not block the writer;
+/// ClickHouse reads never block inserts).
 struct ReportConns {
     backend: Backend,
     dir: PathBuf,

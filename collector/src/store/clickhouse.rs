@@ -43,7 +43,14 @@
 //! HTTP is acknowledged once its part is written to disk (no `insert_quorum`); ClickHouse 18.16
 //! has no setting to fsync parts, so a power cut can lose the last acknowledged inserts.
 //! Salt deletion is an `ALTER TABLE … DELETE` mutation that [`Store::forget_salts_before`]
-//! waits for, so a destroyed salt cannot be read back.
+//! waits for, so a destroyed salt cannot be read back; the rewritten parts' old files are
+//! unlinked by the server after `old_parts_lifetime` (480 s by default), not overwritten.
+//!
+//! De-duplication is exact for a batch retried after its first write finished (the SDK's
+//! retries). The same batch written by two collectors at the same instant (both checks before
+//! either insert) would be stored twice: ClickHouse has no unique constraint to catch it.
+//!
+//! Plain HTTP only (no TLS in this build): reach a remote server through a TLS tunnel or proxy.
 //!
 //! # Performance
 //! Reports find the sessions that started in a range through the `start_ms` partitions of
@@ -196,10 +203,21 @@ impl Target {
         {
             return Err(format!("{s:?}: database names are [A-Za-z0-9_]+"));
         }
-        let decode = |v: &str| {
-            url::form_urlencoded::parse(format!("v={v}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
+        let decode = |v: &str| -> Option<String> {
+            let b = v.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' {
+                    let h = v.get(i + 1..i + 3)?;
+                    out.push(u8::from_str_radix(h, 16).ok()?);
+                    i += 3;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            String::from_utf8(out).ok()
         };
         Ok(Target {
             http: format!("http://{host}:{port}"),
@@ -680,6 +698,9 @@ impl Store for ClickHouseStore {
     }
 
     fn open_sessions(&mut self, since: i64) -> Result<Vec<StoredSession>, StoreError> {
+        // A session lasts at most a day: its deltas started at most a day before its last event
+        // (the bound only prunes partitions).
+        let earliest = since.saturating_sub(25 * 3_600_000);
         let rows: Vec<(String, u64, u64, i64, i64, u8, u64)> = fetch(
             &self.db,
             format!(
@@ -687,7 +708,8 @@ impl Store for ClickHouseStore {
                     toInt64(max(end_ms)), toUInt8(max(has_fp)),
                     argMinIf(campaign_fp, seq, has_fp = 1)
                  FROM session_deltas
-                 WHERE id IN (SELECT id FROM session_deltas WHERE end_ms >= {since})
+                 WHERE id IN (SELECT id FROM session_deltas
+                              WHERE start_ms >= {earliest} AND end_ms >= {since})
                  GROUP BY site, id HAVING max(end_ms) >= {since}"
             ),
         )?;
@@ -778,11 +800,12 @@ mod tests {
             (t.http.as_str(), t.database.as_str(), t.user, t.password),
             ("http://127.0.0.1:8123", "waymark", None, None)
         );
-        let t = Target::parse("clickhouse://me:s%40cret@db.internal/").unwrap();
+        let t = Target::parse("clickhouse://me:s%40c+ret@db.internal/").unwrap();
         assert_eq!(t.http, "http://db.internal:8123");
         assert_eq!(t.database, "waymark");
         assert_eq!(t.user.as_deref(), Some("me"));
-        assert_eq!(t.password.as_deref(), Some("s@cret"));
+        assert_eq!(t.password.as_deref(), Some("s@c+ret"));
+        assert_eq!(t.url(), "clickhouse://db.internal:8123/waymark");
         assert!(Target::parse("http://x/y").is_err());
         assert!(Target::parse("clickhouse://x/a;b").is_err());
     }
