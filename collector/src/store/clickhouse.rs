@@ -99,8 +99,8 @@ const MIGRATIONS: &[&[&str]] = &[&[
      ENGINE = MergeTree PARTITION BY toYYYYMM(toDateTime(intDiv(ts, 1000)))
      ORDER BY (site, session_id, pv)",
     "CREATE TABLE IF NOT EXISTS dropped (
-        site String, day Int64, reason String, detail String, count UInt64)
-     ENGINE = SummingMergeTree(count) ORDER BY (site, day, reason, detail)",
+        site String, day Int64, reason String, detail String, events UInt64)
+     ENGINE = SummingMergeTree(events) ORDER BY (site, day, reason, detail)",
 ]];
 
 /// An SQL string literal: ClickHouse escapes with backslashes.
@@ -138,6 +138,9 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, StoreError> {
     .map_err(|e| StoreError::Other(format!("clickhouse runtime: {e}")))
 }
 
+/// The longest one call (a query, an insert) may take before it fails.
+const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Runs `f` on the ClickHouse runtime and waits for it, from any thread (inside a runtime or
 /// not).
 pub(crate) fn run<T: Send + 'static>(
@@ -145,7 +148,10 @@ pub(crate) fn run<T: Send + 'static>(
 ) -> Result<T, StoreError> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     runtime()?.spawn(async move {
-        let _ = tx.send(f.await);
+        let out = tokio::time::timeout(CALL_TIMEOUT, f)
+            .await
+            .unwrap_or_else(|_| Err(err("no answer within 5 minutes")));
+        let _ = tx.send(out);
     });
     rx.recv()
         .map_err(|_| StoreError::Other("clickhouse: the query task died".into()))?
@@ -388,7 +394,7 @@ struct DroppedIns {
     day: i64,
     reason: String,
     detail: String,
-    count: u64,
+    events: u64,
 }
 
 #[derive(Row, Serialize, Deserialize)]
@@ -650,7 +656,7 @@ impl Store for ClickHouseStore {
                     day,
                     reason: reason.into(),
                     detail: detail.into(),
-                    count: u64::from(*count),
+                    events: u64::from(*count),
                 });
             }
         }

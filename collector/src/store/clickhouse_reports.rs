@@ -565,7 +565,7 @@ impl Reports for ClickHouseReports {
             .map(|r| (r.to_string(), 0))
             .collect();
         let rows: Vec<(String, u64)> = self.rows(format!(
-            "SELECT reason, toUInt64(sum(count)) FROM dropped
+            "SELECT reason, toUInt64(sum(events)) FROM dropped
              WHERE site = {} AND day >= {dlo} AND day <= {dhi} GROUP BY reason",
             lit(&q.site)
         ))?;

@@ -299,7 +299,7 @@ fn clickhouse_store_dedups_merges_resumes_and_keeps_the_first_salt() {
     );
     assert_eq!(s.write(&[b("bbbb", 2_000, "/b")]).unwrap(), vec![true]);
     assert_eq!(sql(&t, "SELECT count() FROM events").trim(), "2");
-    assert_eq!(sql(&t, "SELECT sum(count) FROM dropped").trim(), "4");
+    assert_eq!(sql(&t, "SELECT sum(events) FROM dropped").trim(), "4");
     let from = jiff::civil::Date::constant(2024, 10, 4);
     let q = Query::new("shop", from, from, jiff::tz::TimeZone::UTC, vec![], 0).unwrap();
     let mut r = ClickHouseReports::open(&t).unwrap();
