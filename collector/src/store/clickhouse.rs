@@ -10,7 +10,7 @@
 //! The crate is async while [`Store`] and [`super::Reports`] are synchronous (the writer thread,
 //! `spawn_blocking`, the CLI), so every call runs on one small dedicated runtime and the calling
 //! thread waits for it: this works whether or not the caller is inside another runtime.
-//! Queries are built with [`lit`]-escaped literals (`query_raw`): 18.16 has no server-side
+//! Queries are built with escaped literals (`query_raw`): 18.16 has no server-side
 //! query parameters.
 //!
 //! # Schema (created idempotently at open; `schema_version` records the migrations applied)
@@ -18,18 +18,21 @@
 //! LowCardinality, TTL, Map or non-equality joins; times are Int64 milliseconds.
 //! - `events`: one row per stored event, `ORDER BY (site, ts)`, partitioned by month of `ts`;
 //!   `seq` orders events of the same millisecond as they were written.
-//! - `session_deltas`: one row per [`SessionDelta`], `ORDER BY (site, id)`, partitioned by month
+//! - `session_deltas`: one row per [`super::SessionDelta`], `ORDER BY (site, id)`, partitioned by month
 //!   of `start_ms`. A session is the merge of its deltas, computed at query time (min start, max
 //!   end, sums; entry from the earliest page view, ties to the first written; exit from the
 //!   latest, ties to the last written; first written non-null currency, country and campaign
 //!   fingerprint; visitor and browser/OS/device from the first written delta; revenue added in
 //!   write order), which is exactly what the SQLite upsert computes row by row. Optional values
-//!   are a `has_x` flag beside a plain column, so "absent" is never confused with "no value".
-//! - `engagement`: one row per [`Engagement`] report, `ORDER BY (site, session_id, pv)`; a page
+//!   are a `has_x` flag beside a plain column rather than `Nullable`, because ClickHouse's
+//!   aggregate functions skip NULLs: the entry's NULL referrer must win over a later one's.
+//! - `engagement`: one row per [`super::Engagement`] report, `ORDER BY (site, session_id, pv)`; a page
 //!   view's scroll and engaged time are the maxima of its reports, a session's engaged time the
 //!   sum of those maxima and its deepest scroll their maximum.
 //! - `batches` (`ReplacingMergeTree`): the batch ids already stored.
-//! - `salts` (`day`, hex `salt`, `written_ms`): see [`Store::salt`] below.
+//! - `salts` (`day`, hex `salt`, `written_ms`): a day's salt is its first written row (least
+//!   `written_ms`, then salt); `salt` inserts its candidate only when the day has none and then
+//!   reads that first row back, so collectors racing for a new day converge on one salt.
 //! - `sites` (`ReplacingMergeTree(version)`), `tokens` (SHA-256 hashes, hex), `dropped`
 //!   (`SummingMergeTree`).
 //!
@@ -40,8 +43,9 @@
 //! ids exist and skips those batches, then inserts the rows of the others table by table, and
 //! inserts their batch ids LAST: a failure part-way leaves the ids unrecorded, so the SDK's
 //! retry is stored again — which can count the rows of that partial write twice. An INSERT over
-//! HTTP is acknowledged once its part is written to disk (no `insert_quorum`); ClickHouse 18.16
-//! has no setting to fsync parts, so a power cut can lose the last acknowledged inserts.
+//! HTTP is acknowledged once its part is written (no `insert_quorum`); ClickHouse 18.16 has no
+//! setting to fsync parts, so a power cut can lose the last acknowledged inserts (current
+//! releases can set the MergeTree setting `fsync_after_insert` on these tables).
 //! Salt deletion is an `ALTER TABLE … DELETE` mutation that [`Store::forget_salts_before`]
 //! waits for, so a destroyed salt cannot be read back; the rewritten parts' old files are
 //! unlinked by the server after `old_parts_lifetime` (480 s by default), not overwritten.

@@ -2,7 +2,7 @@
 //!
 //! Every query starts from the same scope as the SQLite one: the sessions of the site that
 //! started in `[lo, hi)` and pass the filters. Sessions are merged from their deltas at query
-//! time ([`merged`]); their events lie in `[lo, hi + 25 h)` of `events (site, ts)`.
+//! time (`merged`); their events lie in `[lo, hi + 25 h)` of `events (site, ts)`.
 //!
 //! Answers are identical to [`super::sqlite_reports`] for the same ingested data: counts and
 //! integer sums come from ClickHouse; averages are integer sums divided by counts (as SQLite's
