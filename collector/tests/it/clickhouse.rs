@@ -948,3 +948,63 @@ fn clickhouse_collector_dedups_retries_resumes_sessions_and_shares_salts() {
         "{dump}"
     );
 }
+
+/// `kill -9` of a `waymark serve --store clickhouse://…` process under load: no acknowledged
+/// batch is lost or counted twice after the SDK-style retries. (A batch killed part-way through
+/// its inserts, never acknowledged, may be stored twice by its retry: see the store's docs.)
+#[test]
+fn clickhouse_kill_9_loses_no_acknowledged_batch() {
+    use crate::process::{load, numbered, spawn};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (t, _) = store("kill9");
+    let url = t.url();
+    let extra = ["--store", url.as_str()];
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = spawn(dir.path(), &dir.path().join("run1.log"), &extra);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(p.addr.clone(), 4, stop.clone());
+    std::thread::sleep(Duration::from_millis(1500));
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let acked: Vec<usize> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(acked.len() > 20, "only {} acknowledged", acked.len());
+    let max = acked.iter().copied().max().unwrap();
+    let mut p = spawn(dir.path(), &dir.path().join("run2.log"), &extra);
+    for n in 0..=max + 8 {
+        let (_, b) = numbered(n);
+        let r = reply(
+            agent()
+                .post(&format!("http://{}/v1/batch", p.addr))
+                .header("content-type", "application/json")
+                .header("origin", ORIGIN)
+                .send(&b),
+        );
+        assert_eq!(r.status, 202, "{}", r.body);
+        if acked.contains(&n) {
+            assert_eq!(r.json()["duplicate"], true, "batch {n} was acknowledged");
+        }
+    }
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+    let rows: std::collections::HashMap<String, i64> =
+        sql(&t, "SELECT pv, count() FROM events GROUP BY pv")
+            .lines()
+            .map(|l| {
+                let (pv, n) = l.split_once('\t').unwrap();
+                (pv.to_string(), n.parse().unwrap())
+            })
+            .collect();
+    for n in 0..=max + 8 {
+        let got = rows.get(&format!("pv{n:010}")).copied().unwrap_or(0);
+        if acked.contains(&n) {
+            assert_eq!(got, 3, "acknowledged batch {n} stored exactly once");
+        } else {
+            assert!(got >= 3, "batch {n} stored after its retry ({got} rows)");
+        }
+    }
+}
