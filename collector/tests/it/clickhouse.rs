@@ -964,7 +964,18 @@ fn clickhouse_kill_9_loses_no_acknowledged_batch() {
     let mut p = spawn(dir.path(), &dir.path().join("run1.log"), &extra);
     let stop = Arc::new(AtomicBool::new(false));
     let clients = load(p.addr.clone(), 4, stop.clone());
+    // Under load (the whole suite runs in parallel) wait until some batches are in.
+    let started = Instant::now();
     std::thread::sleep(Duration::from_millis(1500));
+    while sql(&t, "SELECT count() FROM batches")
+        .trim()
+        .parse::<u64>()
+        .unwrap()
+        < 40
+        && started.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     p.child.kill().unwrap();
     p.child.wait().unwrap();
     stop.store(true, Ordering::Relaxed);
