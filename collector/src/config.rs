@@ -13,6 +13,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the embedded store keeps its files.
     pub data_dir: PathBuf,
+    /// Which store: SQLite in `data_dir` (the default) or ClickHouse.
+    pub store: crate::store::Backend,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
     /// Inactivity after which a session ends.
@@ -43,6 +45,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("waymark-data"),
+            store: crate::store::Backend::Sqlite,
             max_body_bytes: waymark_protocol::MAX_BODY_BYTES,
             session_timeout: Duration::from_secs(30 * 60),
             max_open_sessions: 1_000_000,
@@ -64,6 +67,9 @@ impl Default for Config {
 pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    /// `sqlite` or `clickhouse://host:port/database`, as `--store`.
+    #[serde(default, deserialize_with = "store")]
+    pub store: Option<crate::store::Backend>,
     pub max_body_bytes: Option<usize>,
     pub session_timeout_secs: Option<u64>,
     pub max_open_sessions: Option<usize>,
@@ -73,6 +79,15 @@ pub struct FileConfig {
     pub geoip: Option<PathBuf>,
     pub sdk_dir: Option<PathBuf>,
     pub dashboard_dir: Option<PathBuf>,
+}
+
+fn store<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<crate::store::Backend>, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::store::Backend::parse(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 impl FileConfig {
@@ -91,6 +106,9 @@ impl FileConfig {
         }
         if let Some(v) = self.data_dir {
             base.data_dir = v;
+        }
+        if let Some(v) = self.store {
+            base.store = v;
         }
         if let Some(v) = self.max_body_bytes {
             base.max_body_bytes = v;
@@ -139,5 +157,10 @@ mod tests {
         assert_eq!(c.trusted_proxies.len(), 1);
         assert_eq!(c.max_body_bytes, 65536);
         assert!(FileConfig::parse("lisen = \"x\"").is_err());
+        let c = FileConfig::parse("store = \"clickhouse://127.0.0.1:8123/wm\"")
+            .unwrap()
+            .apply(Config::default());
+        assert!(matches!(c.store, crate::store::Backend::ClickHouse(t) if t.database == "wm"));
+        assert!(FileConfig::parse("store = \"postgres://x\"").is_err());
     }
 }

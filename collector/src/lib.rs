@@ -10,7 +10,8 @@
 //! - [`enrich`]: user agent → browser/OS/device and bot verdict, referrer → source/medium, URL
 //!   normalisation, optional GeoIP country.
 //! - [`writer`]: the single writer thread doing group commits behind a bounded queue.
-//! - [`store`]: the `Store` trait and its embedded SQLite implementation; only it knows SQL.
+//! - [`store`]: the `Store` trait and its implementations, embedded SQLite (the default) and
+//!   ClickHouse (`--store clickhouse://…`); only it knows SQL.
 //! - [`report`]: report parameters, result types and rendering; the API and `waymark report`
 //!   share it (the queries are `store::Reports`).
 //! - [`assets`], [`metrics`], [`auth`], [`config`], [`error`]: the small pieces around them.

@@ -9,8 +9,7 @@ use std::time::Duration;
 use waymark_collector::config::{Config, FileConfig};
 use waymark_collector::report::ReportError;
 use waymark_collector::store::sqlite::SqliteStore;
-use waymark_collector::store::sqlite_reports::SqliteReports;
-use waymark_collector::store::{Site, Store};
+use waymark_collector::store::{Backend, Reports, Site};
 
 /// Waymark: privacy-first, cookieless customer-journey analytics.
 #[derive(Parser)]
@@ -68,16 +67,18 @@ struct ExportArgs {
 }
 
 /// Opens the store's read side for `report`/`export`, applying pending migrations first.
-fn open_reports(common: &Common) -> anyhow::Result<SqliteReports> {
+fn open_reports(common: &Common) -> anyhow::Result<Box<dyn Reports>> {
     let config = base_config(common)?;
-    anyhow::ensure!(
-        SqliteStore::path_in(&config.data_dir).is_file(),
-        "no Waymark store in {} (use --data-dir)",
-        config.data_dir.display()
-    );
+    if config.store == Backend::Sqlite {
+        anyhow::ensure!(
+            SqliteStore::path_in(&config.data_dir).is_file(),
+            "no Waymark store in {} (use --data-dir)",
+            config.data_dir.display()
+        );
+    }
     // Opening the store for writing once applies any pending migration.
-    drop(SqliteStore::open(&config.data_dir)?);
-    Ok(SqliteReports::open(&config.data_dir)?)
+    drop(config.store.open(&config.data_dir)?);
+    Ok(config.store.reports(&config.data_dir)?)
 }
 
 /// A report error as the CLI words it: parameters are flags here.
@@ -117,22 +118,20 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
             .map(|f| ("filter".to_string(), f.clone())),
     );
     let now = waymark_collector::server::now_ms();
-    let plan = waymark_collector::report::export_plan(&mut reports, &args.site, &params, now)
+    let plan = waymark_collector::report::export_plan(reports.as_mut(), &args.site, &params, now)
         .map_err(|e| cli_error(e, &args.site))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed: Option<std::io::Error> = None;
-    waymark_collector::report::export(
-        &mut reports,
-        &plan,
-        &mut |chunk| match out.write_all(chunk) {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        },
-    )
+    waymark_collector::report::export(reports.as_mut(), &plan, &mut |chunk| match out
+        .write_all(chunk)
+    {
+        Ok(()) => true,
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
+    })
     .map_err(|e| cli_error(e, &args.site))?;
     match failed {
         // A closed pipe (`| head`) is the reader's choice, not an error.
@@ -234,7 +233,7 @@ impl ReportArgs {
 fn report(args: &ReportArgs) -> anyhow::Result<()> {
     let mut reports = open_reports(&args.common)?;
     let answer = waymark_collector::report::answer(
-        &mut reports,
+        reports.as_mut(),
         &args.site,
         &args.report,
         &args.params(),
@@ -288,6 +287,10 @@ struct Common {
     /// Directory of the embedded store.
     #[arg(long, env = "WAYMARK_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Store: `sqlite` (embedded, in the data dir) or `clickhouse://host:port/database`
+    /// [default: sqlite].
+    #[arg(long, env = "WAYMARK_STORE")]
+    store: Option<String>,
 }
 
 #[derive(Args)]
@@ -297,9 +300,6 @@ struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "WAYMARK_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Store: `sqlite` (embedded, in the data dir) [default: sqlite].
-    #[arg(long, env = "WAYMARK_STORE")]
-    store: Option<String>,
     /// Largest request body in bytes [default: 65536].
     #[arg(long, env = "WAYMARK_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
@@ -352,15 +352,14 @@ fn base_config(common: &Common) -> anyhow::Result<Config> {
     if let Some(d) = &common.data_dir {
         config.data_dir.clone_from(d);
     }
+    if let Some(s) = &common.store {
+        config.store = Backend::parse(s).map_err(|e| anyhow::anyhow!("--store: {e}"))?;
+    }
     Ok(config)
 }
 
 fn serve_config(a: &ServeArgs) -> anyhow::Result<Config> {
     let mut c = base_config(&a.common)?;
-    match a.store.as_deref() {
-        None | Some("sqlite") => {}
-        Some(other) => anyhow::bail!("unsupported --store {other:?}: this build supports `sqlite`"),
-    }
     if let Some(v) = a.listen {
         c.listen = v;
     }
@@ -476,7 +475,7 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             let config = base_config(&common)?;
-            let mut store = SqliteStore::open(&config.data_dir)?;
+            let mut store = config.store.open(&config.data_dir)?;
             store.put_site(&Site {
                 id: site.clone(),
                 origins: origins.clone(),
@@ -487,7 +486,7 @@ fn main() -> anyhow::Result<()> {
             command: SiteCommand::List { common },
         } => {
             let config = base_config(&common)?;
-            let mut store = SqliteStore::open(&config.data_dir)?;
+            let mut store = config.store.open(&config.data_dir)?;
             for s in store.sites()? {
                 println!("{}\t{}", s.id, s.origins.join(" "));
             }
@@ -496,7 +495,7 @@ fn main() -> anyhow::Result<()> {
             command: TokenCommand::Create { common },
         } => {
             let config = base_config(&common)?;
-            let mut store = SqliteStore::open(&config.data_dir)?;
+            let mut store = config.store.open(&config.data_dir)?;
             let token = waymark_collector::auth::new_token()
                 .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
             store.add_token(

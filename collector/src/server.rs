@@ -10,9 +10,7 @@ use crate::enrich::{EnrichError, Enricher};
 use crate::error::ApiError;
 use crate::ingest::{self, Context};
 use crate::session::{OpenSession, SessionConfig, Sessioniser, SiteIdx};
-use crate::store::sqlite::SqliteStore;
-use crate::store::sqlite_reports::SqliteReports;
-use crate::store::{Reports, Site, Store, StoreError};
+use crate::store::{Backend, Reports, Site, Store, StoreError};
 use crate::visitor::{self, day_of, Salt};
 use crate::writer::{self, Job};
 use bytes::Bytes;
@@ -107,23 +105,25 @@ struct App {
 
 /// Read-only store connections for report queries, reused between requests. Reports run on
 /// tokio's blocking pool with these, never on the async workers nor on the writer's connection,
-/// so a slow report cannot hold up ingestion (WAL readers do not block the writer).
+/// so a slow report cannot hold up ingestion (SQLite WAL readers do not block the writer;
+/// ClickHouse reads never block inserts).
 struct ReportConns {
+    backend: Backend,
     dir: PathBuf,
-    idle: Mutex<Vec<SqliteReports>>,
+    idle: Mutex<Vec<Box<dyn Reports>>>,
 }
 
 impl ReportConns {
     /// Connections kept open between requests; more are opened under load and then closed.
     const KEEP: usize = 4;
 
-    fn run<T>(&self, f: impl FnOnce(&mut SqliteReports) -> T) -> Result<T, StoreError> {
+    fn run<T>(&self, f: impl FnOnce(&mut dyn Reports) -> T) -> Result<T, StoreError> {
         let idle = lock(&self.idle).pop();
         let mut conn = match idle {
             Some(c) => c,
-            None => SqliteReports::open(&self.dir)?,
+            None => self.backend.reports(&self.dir)?,
         };
-        let out = f(&mut conn);
+        let out = f(conn.as_mut());
         let mut idle = lock(&self.idle);
         if idle.len() < Self::KEEP {
             idle.push(conn);
@@ -218,8 +218,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let metrics = crate::metrics::handle();
-    let mut control = SqliteStore::open(&config.data_dir)?;
-    let write_store = SqliteStore::open(&config.data_dir)?;
+    let mut control = config.store.open(&config.data_dir)?;
+    let write_store = config.store.open(&config.data_dir)?;
     let enricher = Enricher::new(config.geoip.as_deref())?;
     let assets = Assets::load(config.sdk_dir.as_deref());
     let demo = Assets::load(config.demo_dir.as_deref());
@@ -264,14 +264,15 @@ pub async fn serve(
     sessions.restore(resumed);
 
     let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-    let writer_thread = writer::spawn(Box::new(write_store), rx, config.max_group_commit.max(1))?;
+    let writer_thread = writer::spawn(write_store, rx, config.max_group_commit.max(1))?;
     let (stop_maintenance, maintenance_thread) = writer::spawn_maintenance(
-        Box::new(SqliteStore::open(&config.data_dir)?),
+        config.store.open(&config.data_dir)?,
         Duration::from_millis(500),
     )?;
     let rate = NonZeroU32::new(config.rate_limit_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
     let burst = rate.saturating_mul(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN));
     let reports = Arc::new(ReportConns {
+        backend: config.store.clone(),
         dir: config.data_dir.clone(),
         idle: Mutex::new(Vec::new()),
     });
@@ -283,7 +284,7 @@ pub async fn serve(
         sessions: Mutex::new(sessions),
         enricher,
         salts: RwLock::new(BTreeMap::new()),
-        control: Mutex::new(Box::new(control)),
+        control: Mutex::new(control),
         writer: Mutex::new(Some(tx)),
         metrics,
         assets,

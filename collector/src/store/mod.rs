@@ -6,6 +6,8 @@
 //! Architecture Invariant: only `store/` knows SQL. Nothing here ever receives a raw IP address
 //! or user-agent string: rows carry the visitor key and the parsed browser/OS/device only.
 
+pub mod clickhouse;
+pub mod clickhouse_reports;
 pub mod sqlite;
 pub mod sqlite_reports;
 
@@ -15,6 +17,56 @@ use crate::report::{
 };
 use crate::visitor::Salt;
 use waymark_protocol::{CartAction, EventType};
+
+/// Which store a collector (or the CLI) uses: `--store sqlite` (the default, a file in the data
+/// directory) or `--store clickhouse://host:port/database`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    #[default]
+    Sqlite,
+    ClickHouse(clickhouse::Target),
+}
+
+impl Backend {
+    /// Parses a `--store` value.
+    ///
+    /// # Errors
+    /// Neither `sqlite` nor a valid `clickhouse://` URL.
+    pub fn parse(s: &str) -> Result<Backend, String> {
+        if s == "sqlite" {
+            return Ok(Backend::Sqlite);
+        }
+        if s.starts_with("clickhouse://") {
+            return clickhouse::Target::parse(s).map(Backend::ClickHouse);
+        }
+        Err(format!(
+            "unsupported store {s:?}: `sqlite` or `clickhouse://host:port/database`"
+        ))
+    }
+
+    /// Opens the write side (creating and migrating the store if needed); SQLite keeps its file
+    /// in `data_dir`.
+    ///
+    /// # Errors
+    /// The store cannot be opened or migrated.
+    pub fn open(&self, data_dir: &std::path::Path) -> Result<Box<dyn Store>, StoreError> {
+        Ok(match self {
+            Backend::Sqlite => Box::new(sqlite::SqliteStore::open(data_dir)?),
+            Backend::ClickHouse(t) => Box::new(clickhouse::ClickHouseStore::open(t)?),
+        })
+    }
+
+    /// Opens a read side for reports. The store must exist (see [`Backend::open`]).
+    ///
+    /// # Errors
+    /// No store there, or it cannot be opened.
+    pub fn reports(&self, data_dir: &std::path::Path) -> Result<Box<dyn Reports>, StoreError> {
+        Ok(match self {
+            Backend::Sqlite => Box::new(sqlite_reports::SqliteReports::open(data_dir)?),
+            Backend::ClickHouse(t) => Box::new(clickhouse_reports::ClickHouseReports::open(t)?),
+        })
+    }
+}
 
 /// A store failure. The HTTP layer answers 503 with `Retry-After` for any of them.
 #[derive(Debug, thiserror::Error)]

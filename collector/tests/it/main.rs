@@ -1,5 +1,6 @@
 //! Integration tests of the collector over real HTTP against the real server (one test binary).
 
+mod clickhouse;
 mod harness;
 mod hostile;
 mod privacy;

@@ -77,7 +77,7 @@ fn send(addr: &str, body: &str) -> Option<u16> {
 }
 
 /// A batch of three events whose page-view id names the batch, so the test can count its rows.
-fn numbered(n: usize) -> (String, String) {
+pub(crate) fn numbered(n: usize) -> (String, String) {
     let id = format!("crash{n:011}aaaa");
     let pv = format!("pv{n:010}");
     let now = now_ms();
@@ -91,7 +91,7 @@ fn numbered(n: usize) -> (String, String) {
 }
 
 /// Sends numbered batches from `threads` clients until `stop`; returns the numbers answered 202.
-fn load(
+pub(crate) fn load(
     addr: String,
     threads: usize,
     stop: Arc<AtomicBool>,

@@ -6,8 +6,7 @@ use crate::harness::*;
 use jiff::tz::TimeZone;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use waymark_collector::store::sqlite::SqliteStore;
-use waymark_collector::store::Store;
+use waymark_collector::store::Backend;
 
 const TOKEN: &str = "wm_reports_test_token";
 const MIN: i64 = 60_000;
@@ -540,14 +539,22 @@ struct Fixture {
     range: String,
 }
 
-fn fixture() -> Fixture {
+/// A collector on `store` (its site registered there) with the report token.
+fn collector_on(store: &Backend) -> Server {
     let server = Server::start_with(|c| {
         c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        c.store = store.clone();
     });
-    SqliteStore::open(&server.dir)
+    store
+        .open(&server.dir)
         .unwrap()
         .add_token(waymark_collector::auth::hash_token(TOKEN), 0)
         .unwrap();
+    server
+}
+
+fn fixture(store: &Backend) -> Fixture {
+    let server = collector_on(store);
     let now = now_ms();
     let mut js = journeys();
     settle(&mut js, now);
@@ -610,7 +617,11 @@ type Visitor = (usize, i64);
 
 #[test]
 fn reports_match_the_journeys() {
-    let f = fixture();
+    reports_match_the_journeys_on(&Backend::Sqlite);
+}
+
+pub(crate) fn reports_match_the_journeys_on(store: &Backend) {
+    let f = fixture(store);
     let s = &f.server;
     let all: Vec<&Expected> = f.sessions.iter().collect();
     let range = &f.range;
@@ -949,7 +960,11 @@ fn reports_match_the_journeys() {
 
 #[test]
 fn days_and_hours_follow_the_time_zone() {
-    let f = fixture();
+    days_and_hours_follow_the_time_zone_on(&Backend::Sqlite);
+}
+
+pub(crate) fn days_and_hours_follow_the_time_zone_on(store: &Backend) {
+    let f = fixture(store);
     let s = &f.server;
     let all: Vec<&Expected> = f.sessions.iter().collect();
     for tz_name in ["Asia/Kathmandu", "UTC"] {
@@ -1018,7 +1033,7 @@ fn days_and_hours_follow_the_time_zone() {
 
 #[test]
 fn auth_site_and_parameter_errors() {
-    let f = fixture();
+    let f = fixture(&Backend::Sqlite);
     let s = &f.server;
     let path = "/api/v1/sites/shop/overview";
     let r = get(s, path, None);
@@ -1079,7 +1094,11 @@ fn auth_site_and_parameter_errors() {
 
 #[test]
 fn cli_prints_the_same_report() {
-    let f = fixture();
+    cli_prints_the_same_report_on(&Backend::Sqlite);
+}
+
+pub(crate) fn cli_prints_the_same_report_on(store: &Backend) {
+    let f = fixture(store);
     let s = &f.server;
     let api = report(s, "pages", &f.range);
     let mut args: Vec<String> = vec![
@@ -1095,6 +1114,10 @@ fn cli_prints_the_same_report() {
     }
     args.push("--data-dir".into());
     args.push(s.dir.display().to_string());
+    if let Backend::ClickHouse(t) = store {
+        args.push("--store".into());
+        args.push(t.url());
+    }
     let run = |extra: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_waymark"))
             .args(&args)
@@ -1194,7 +1217,11 @@ fn map_of(got: &Value) -> (Nodes, Links) {
 
 #[test]
 fn journey_map_matches_the_journeys() {
-    let f = fixture();
+    journey_map_matches_the_journeys_on(&Backend::Sqlite);
+}
+
+pub(crate) fn journey_map_matches_the_journeys_on(store: &Backend) {
+    let f = fixture(store);
     let s = &f.server;
     let sessions: Vec<Vec<&str>> = f
         .sessions
@@ -1253,14 +1280,8 @@ fn journey_map_matches_the_journeys() {
 
 /// A collector with the report token, and a time for same-day journeys: at least 90 s after
 /// UTC midnight, so a minute of events stays on one day (one visitor key).
-fn quiet_server() -> (Server, i64) {
-    let server = Server::start_with(|c| {
-        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-    });
-    SqliteStore::open(&server.dir)
-        .unwrap()
-        .add_token(waymark_collector::auth::hash_token(TOKEN), 0)
-        .unwrap();
+fn quiet_server(store: &Backend) -> (Server, i64) {
+    let server = collector_on(store);
     let since_midnight = now_ms().rem_euclid(86_400_000);
     if since_midnight < 90_000 {
         std::thread::sleep(std::time::Duration::from_millis(
@@ -1272,7 +1293,11 @@ fn quiet_server() -> (Server, i64) {
 
 #[test]
 fn attribution_looks_back_over_the_visitors_day_and_export_streams() {
-    let (s, now) = quiet_server();
+    attribution_looks_back_over_the_visitors_day_and_export_streams_on(&Backend::Sqlite);
+}
+
+pub(crate) fn attribution_looks_back_over_the_visitors_day_and_export_streams_on(store: &Backend) {
+    let (s, now) = quiet_server(store);
     let base = now - 60_000;
     let pv = |at: i64, id: &str, path: &str| json!({"type": "pageview", "at": base + at, "pv": id, "url": format!("https://shop.example{path}")});
     let buy = |at: i64, id: &str, currency: &str, items: Value, revenue: Option<f64>| {
@@ -1522,6 +1547,10 @@ fn attribution_looks_back_over_the_visitors_day_and_export_streams() {
             ])
             .arg("--data-dir")
             .arg(&s.dir)
+            .args(match store {
+                Backend::ClickHouse(t) => vec!["--store".to_string(), t.url()],
+                Backend::Sqlite => vec![],
+            })
             .output()
             .unwrap();
         assert!(
@@ -1542,6 +1571,10 @@ fn attribution_looks_back_over_the_visitors_day_and_export_streams() {
 /// started, and its visitor counts once.
 #[test]
 fn a_session_across_midnight_is_one_session_of_the_day_it_started() {
+    a_session_across_midnight_is_one_session_of_the_day_it_started_on(&Backend::Sqlite);
+}
+
+pub(crate) fn a_session_across_midnight_is_one_session_of_the_day_it_started_on(store: &Backend) {
     const DAY: i64 = 86_400_000;
     // Both events must lie in the past and within the last 24 h: not in the day's last minute.
     let since_midnight = now_ms().rem_euclid(DAY);
@@ -1550,7 +1583,7 @@ fn a_session_across_midnight_is_one_session_of_the_day_it_started() {
             (DAY - since_midnight) as u64,
         ));
     }
-    let (s, now) = quiet_server();
+    let (s, now) = quiet_server(store);
     let midnight = now - now.rem_euclid(DAY);
     let pv = |at: i64, id: &str, path: &str| json!({"type": "pageview", "at": at, "pv": id, "url": format!("https://shop.example{path}")});
     // Two batches, as two page loads would send them: one before midnight, one after.
