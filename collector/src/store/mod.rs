@@ -116,6 +116,9 @@ pub struct Origin {
 /// order and a session's row is always the merge of all its batches.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct SessionDelta {
+    /// The session id: its creation second (below 2³¹) over 32 random bits, made when the
+    /// collector first sees the session, so no earlier than its start and at most two days
+    /// after it. The SQLite store finds a date range's sessions by this.
     pub id: u64,
     pub visitor: u64,
     pub start: i64,
