@@ -108,7 +108,7 @@ const MIGRATIONS: &[&str] = &[
     // actions, custom events: see `journey_step`) for funnels and paths; and its page views
     // with their engagement (see `view_step`) for the pages and scroll reports. Both carry the
     // session's site, start and visitor, so a report reads one narrow row per session instead
-    // of joining and sorting events. Purchases get a partial index for revenue.
+    // of joining and sorting events. Cart events get a partial index (revenue, orders, products).
     "ALTER TABLE sessions ADD COLUMN scroll_sum INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE sessions ADD COLUMN scroll_n INTEGER NOT NULL DEFAULT 0;
      UPDATE sessions SET scroll_sum = g.total, scroll_n = g.n
@@ -153,8 +153,7 @@ const MIGRATIONS: &[&str] = &[
          FROM engagement)
        GROUP BY session_id) AS v
        WHERE views.id = v.session_id;
-     CREATE INDEX events_purchases ON events (site, ts)
-       WHERE type = 'cart' AND action = 'purchase';",
+     CREATE INDEX events_cart ON events (site, action, ts) WHERE type = 'cart';",
 ];
 
 /// Upsert of one batch's delta into a session row; see [`super::SessionDelta`]. SQLite evaluates

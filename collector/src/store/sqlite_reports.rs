@@ -133,6 +133,13 @@ fn page_views(text: &str) -> Vec<(&str, Option<(i64, i64)>)> {
         .collect()
 }
 
+/// The cart events of the sessions in scope (alias `e`): `FROM {CART_FROM} WHERE {CART_WHERE}
+/// AND e.action = …`. The partial index finds the few cart events of the range; each one's
+/// session is then checked by one rowid lookup in `sel`, cheaper than collecting the scope's ids.
+const CART_FROM: &str = "events e INDEXED BY events_cart";
+const CART_WHERE: &str = "e.site = :site AND e.ts >= :lo AND e.ts < :ehi AND e.type = 'cart' \
+     AND EXISTS (SELECT 1 FROM sel WHERE sel.id = e.session_id)";
+
 /// Report queries over one read-only SQLite connection.
 pub struct SqliteReports {
     conn: Connection,
@@ -382,13 +389,9 @@ impl SqliteReports {
     }
 
     fn revenue(&self, sel: &str, binds: &Binds) -> Result<BTreeMap<String, f64>, StoreError> {
-        // Purchases are few: find them by their partial index, then look each one's session up.
         let sql = format!(
-            "{sel}SELECT e.currency, total({REVENUE}) FROM events e INDEXED BY events_purchases \
-             WHERE e.site = :site AND e.ts >= :lo AND e.ts < :ehi \
-             AND e.type = 'cart' AND e.action = 'purchase' AND e.currency IS NOT NULL \
-             AND EXISTS (SELECT 1 FROM sel WHERE sel.id = e.session_id) \
-             GROUP BY e.currency"
+            "{sel}SELECT e.currency, total({REVENUE}) FROM {CART_FROM} WHERE {CART_WHERE} \
+             AND e.action = 'purchase' AND e.currency IS NOT NULL GROUP BY e.currency"
         );
         Ok(self
             .rows(&sql, binds, |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -406,8 +409,8 @@ impl SqliteReports {
         let sql = format!(
             "{sel}SELECT json_extract(j.value, '$.id') AS pid, max(json_extract(j.value, '$.name')),
                 coalesce(sum(json_extract(j.value, '$.quantity')), 0), count(DISTINCT e.session_id)
-             FROM events e, json_each(e.items) j
-             WHERE {IN_SCOPE} AND e.type = 'cart' AND e.action = :action
+             FROM {CART_FROM}, json_each(e.items) j
+             WHERE {CART_WHERE} AND e.action = :action
              GROUP BY pid ORDER BY 3 DESC, pid LIMIT :limit"
         );
         let binds = with(
@@ -583,10 +586,9 @@ impl Reports for SqliteReports {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         };
         let sql = format!(
-            "{sel}SELECT s.source_, s.medium_, s.campaign, s.referrer_host, e.currency, total({REVENUE})
-             FROM events e JOIN (SELECT id, coalesce(source, '(none)') AS source_,
-                 coalesce(medium, '(none)') AS medium_, campaign, referrer_host FROM sel) s
-               ON s.id = e.session_id
+            "{sel}SELECT coalesce(s.source, '(none)'), coalesce(s.medium, '(none)'), s.campaign,
+                s.referrer_host, e.currency, total({REVENUE})
+             FROM {CART_FROM} JOIN sel s ON s.id = e.session_id
              WHERE e.site = :site AND e.ts >= :lo AND e.ts < :ehi AND e.type = 'cart'
                AND e.action = 'purchase' AND e.currency IS NOT NULL
              GROUP BY 1, 2, 3, 4, 5"
@@ -718,8 +720,8 @@ impl Reports for SqliteReports {
             .pop()
             .unwrap_or_default();
         let sql = format!(
-            "{sel}SELECT coalesce(e.currency, '(none)'), count(*) FROM events e
-             WHERE {IN_SCOPE} AND e.type = 'cart' AND e.action = 'purchase' GROUP BY 1"
+            "{sel}SELECT coalesce(e.currency, '(none)'), count(*) FROM {CART_FROM}
+             WHERE {CART_WHERE} AND e.action = 'purchase' GROUP BY 1"
         );
         let orders: BTreeMap<String, u64> = self
             .rows(&sql, &binds, |r| Ok((r.get(0)?, u(r.get(1)?))))?
@@ -1183,7 +1185,7 @@ mod tests {
         Connection::open(SqliteStore::path_in(dir.path()))
             .unwrap()
             .execute_batch(
-                "DROP TABLE journeys; DROP TABLE views; DROP INDEX events_purchases;
+                "DROP TABLE journeys; DROP TABLE views; DROP INDEX events_cart;
                  ALTER TABLE sessions DROP COLUMN scroll_sum;
                  ALTER TABLE sessions DROP COLUMN scroll_n;
                  PRAGMA user_version = 1;",
