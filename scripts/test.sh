@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh Debian 12 machine (as root): installs what is missing, then
 # formatting and lints, 60 s of fuzzing the batch decoder, the SDK's browser tests, and the
-# workspace's unit and integration tests (real HTTP, real SQLite files, the real binary).
+# workspace's unit and integration tests (real HTTP, real SQLite files, the real binary, a real
+# ClickHouse 18.16 server), then every distinct SQL statement those tests sent to ClickHouse
+# once more on a current ClickHouse (chdb).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -33,13 +35,34 @@ echo "== workspace tests"
 WAYMARK_TEST_GEOIP="$(bash collector/tests/fetch-geoip-test-db.sh)"
 export WAYMARK_TEST_GEOIP
 # Browser journeys share the machine's two cores: one browser at a time (the harness locks too).
-cargo test --workspace 2>&1 | tee target/test-output.txt | grep -E '^(test result|running|error|failures|---- )|panicked' || true
+# The ClickHouse store logs every statement it sends (without row data) to the SQL log, from the
+# test threads and from the collectors they start (an absolute path: their working directories
+# differ).
+sql_log="$PWD/target/clickhouse-sql.log"
+rm -f "$sql_log"
+WAYMARK_CLICKHOUSE_SQL_LOG="$sql_log" cargo test --workspace 2>&1 | tee target/test-output.txt | grep -E '^(test result|running|error|failures|---- )|panicked' || true
+
+echo "== the ClickHouse store's SQL on current ClickHouse (chdb, from scripts/setup.sh's venv)"
+# Each distinct statement of the log once, in order, on empty tables its own CREATEs make;
+# inserts are checked without rows (scripts/chdb-check.py). Full output: target/chdb-check.txt.
+chdb_ok=1
+if ! python3 scripts/chdb-check.py --unique "$sql_log" > target/chdb-check.txt 2>&1; then
+  chdb_ok=0
+  head -c 6000 target/chdb-check.txt
+  echo
+fi
+tail -n 1 target/chdb-check.txt
+
 # The summary: one closing line for the whole run.
 passed=$(awk '/^test result:/ {p += $4} END {print p + 0}' target/test-output.txt)
 failed=$(awk '/^test result:/ {f += $6} END {print f + 0}' target/test-output.txt)
 if grep -qE '^error(\[|:)|test result: FAILED' target/test-output.txt || [ "$failed" != 0 ]; then
   grep -E -A 30 '^failures:' target/test-output.txt | head -n 120 || true
   echo "$passed passed, $failed failed"
+  exit 1
+fi
+if [ "$chdb_ok" != 1 ]; then
+  echo "$passed passed, $failed failed; the ClickHouse SQL failed on chdb (target/chdb-check.txt)"
   exit 1
 fi
 echo "$passed passed, $failed failed"

@@ -15,7 +15,9 @@
 //!
 //! # Schema (created idempotently at open; `schema_version` records the migrations applied)
 //! The SQL runs on ClickHouse 18.16 and on current releases: no window functions, DateTime64,
-//! LowCardinality, TTL, Map or non-equality joins; times are Int64 milliseconds.
+//! LowCardinality, TTL, Map or non-equality joins; times are Int64 milliseconds; every joined
+//! subquery has an alias (current releases refuse one without). `scripts/test.sh` replays the
+//! SQL the tests send to 18.16 on a current ClickHouse (chdb; see "SQL log" below).
 //! - `events`: one row per stored event, `ORDER BY (site, ts)`, partitioned by month of `ts`;
 //!   `seq` orders events of the same millisecond as they were written.
 //! - `session_deltas`: one row per [`super::SessionDelta`], `ORDER BY (site, id)`, partitioned by month
@@ -55,6 +57,18 @@
 //! either insert) would be stored twice: ClickHouse has no unique constraint to catch it.
 //!
 //! Plain HTTP only (no TLS in this build): reach a remote server through a TLS tunnel or proxy.
+//!
+//! # SQL log (for checking the SQL on other ClickHouse versions)
+//! When the environment variable `WAYMARK_CLICKHOUSE_SQL_LOG` names a file (read once, at the
+//! first statement), every statement this store and [`super::clickhouse_reports`] send is
+//! appended to it before it is sent, each followed by a line that is only `;;` (the format of
+//! `scripts/chdb-check.py`, which replays such a log on a current ClickHouse; `scripts/test.sh`
+//! does so for the ClickHouse tests): DDL, `SELECT`s, `ALTER`s, and for inserts only the
+//! statement's text (`INSERT INTO t(columns) FORMAT RowBinary`), never the rows. The log so holds
+//! no event data and never a raw IP address or user agent (the store never receives those), but
+//! it does hold the literals of queries: site ids, batch ids, token hashes, report filters and
+//! times. A debugging and test aid, not for production. Processes (and threads) may share one
+//! file: each statement is one `O_APPEND` write. When unset, the cost is one load per statement.
 //!
 //! # Performance
 //! Reports find the sessions that started in a range through the `start_ms` partitions of
@@ -266,8 +280,49 @@ impl Target {
     }
 }
 
+/// The SQL log named by `WAYMARK_CLICKHOUSE_SQL_LOG`, opened at the first call (see the module
+/// documentation); `None` when unset or when it cannot be opened (said once on stderr).
+fn sql_log() -> Option<&'static std::sync::Mutex<std::fs::File>> {
+    static LOG: OnceLock<Option<std::sync::Mutex<std::fs::File>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let path = std::env::var_os("WAYMARK_CLICKHOUSE_SQL_LOG").filter(|p| !p.is_empty())?;
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            Ok(f) => Some(std::sync::Mutex::new(f)),
+            Err(e) => {
+                eprintln!(
+                    "WAYMARK_CLICKHOUSE_SQL_LOG={}: {e}; not logging SQL",
+                    path.to_string_lossy()
+                );
+                None
+            }
+        }
+    })
+    .as_ref()
+}
+
+/// Appends a statement to the SQL log, when there is one (statement text only, never row data).
+pub(crate) fn log_sql(sql: &str) {
+    use std::io::Write;
+    let Some(log) = sql_log() else { return };
+    let mut entry = String::with_capacity(sql.len() + 4);
+    entry.push_str(sql.trim());
+    entry.push_str("\n;;\n");
+    // One write per statement: O_APPEND keeps the statements of concurrent processes whole.
+    let mut f = log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Err(e) = f.write_all(entry.as_bytes()) {
+        eprintln!("WAYMARK_CLICKHOUSE_SQL_LOG: {e}");
+    }
+}
+
 /// Runs one statement.
 pub(crate) fn execute(c: &clickhouse::Client, sql: String) -> Result<(), StoreError> {
+    log_sql(&sql);
     let c = c.clone();
     run(async move { c.query_raw(&sql).execute().await.map_err(err) })
 }
@@ -277,6 +332,7 @@ pub(crate) fn fetch<T>(c: &clickhouse::Client, sql: String) -> Result<Vec<T>, St
 where
     T: clickhouse::RowOwned + clickhouse::RowRead + Send + 'static,
 {
+    log_sql(&sql);
     let c = c.clone();
     run(async move {
         c.query_raw(&sql)
@@ -293,6 +349,15 @@ where
 {
     if rows.is_empty() {
         return Ok(());
+    }
+    if sql_log().is_some() {
+        // The statement the crate sends (`Insert::new` in clickhouse 0.15), without the rows;
+        // the column names are the derived `Row`'s (plain identifiers, so quoting is trivial).
+        let columns: Vec<String> = T::COLUMN_NAMES.iter().map(|n| format!("`{n}`")).collect();
+        log_sql(&format!(
+            "INSERT INTO {table}({}) FORMAT RowBinary",
+            columns.join(",")
+        ));
     }
     let c = c.clone();
     run(async move {

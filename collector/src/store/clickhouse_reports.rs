@@ -10,7 +10,7 @@
 //! SQLite's `total()` uses, from the purchase events themselves (the item prices are JSON,
 //! which ClickHouse 18.16 cannot take apart), and so are the top products.
 
-use super::clickhouse::{fetch, lit, run, token_known, Target};
+use super::clickhouse::{fetch, lit, log_sql, run, token_known, Target};
 use super::{Reports, StoreError};
 use crate::report::{
     self, AttributionReport, BreakdownRow, CartReport, Conversion, Dim, Filter, FunnelEvent,
@@ -273,14 +273,14 @@ fn merged(site: &str, lo: i64, hi: i64) -> String {
                 argMinIf(country, seq, has_country = 1) AS country_
             FROM session_deltas WHERE site = {s} AND id IN ({cand})
             GROUP BY id HAVING start_ >= {lo} AND start_ < {hi}
-         ) ANY LEFT JOIN (
+         ) AS d ANY LEFT JOIN (
             SELECT session_id AS id, sum(pv_engaged) AS engaged_, max(pv_scroll) AS scroll_
             FROM (
                 SELECT session_id, pv, max(engaged_ms) AS pv_engaged, max(scroll) AS pv_scroll
                 FROM engagement WHERE site = {s} AND session_id IN ({cand})
                 GROUP BY session_id, pv
             ) GROUP BY session_id
-         ) USING id"
+         ) AS g USING id"
     )
 }
 
@@ -471,6 +471,7 @@ impl ClickHouseReports {
     where
         T: clickhouse::RowOwned + clickhouse::RowRead + Send + 'static,
     {
+        log_sql(&sql);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<T, StoreError>>(256);
         let db = self.db.clone();
         // The query task stops when the receiver is dropped (the reader went away).
@@ -540,8 +541,8 @@ impl Reports for ClickHouseReports {
         ))?);
         let (scroll, views): (i64, u64) = first(self.rows(format!(
             "SELECT toInt64(sum(g_scroll)), toUInt64(count())
-             FROM (SELECT pv FROM events WHERE {} AND type = 'pageview')
-             ALL INNER JOIN ({}) USING pv",
+             FROM (SELECT pv FROM events WHERE {} AND type = 'pageview') AS v
+             ALL INNER JOIN ({}) AS g USING pv",
             in_scope(q),
             engagement(q)
         ))?);
@@ -592,8 +593,8 @@ impl Reports for ClickHouseReports {
             "SELECT path, toUInt64(count()), toUInt64(uniqExact(visitor)),
                 toInt64(sumIf(g_scroll, g_has = 1)), toInt64(sumIf(g_engaged, g_has = 1)),
                 toUInt64(countIf(g_has = 1))
-             FROM (SELECT pv, path, visitor FROM events WHERE {} AND type = 'pageview')
-             ANY LEFT JOIN ({}) USING pv
+             FROM (SELECT pv, path, visitor FROM events WHERE {} AND type = 'pageview') AS v
+             ANY LEFT JOIN ({}) AS g USING pv
              GROUP BY path ORDER BY count() DESC, path LIMIT {limit}",
             in_scope(q),
             engagement(q)
@@ -755,8 +756,8 @@ impl Reports for ClickHouseReports {
         });
         let counts: Vec<(i64, u64)> = self.rows(format!(
             "SELECT g_scroll, toUInt64(count())
-             FROM (SELECT pv FROM events WHERE {} AND type = 'pageview' {page})
-             ALL INNER JOIN ({}) USING pv
+             FROM (SELECT pv FROM events WHERE {} AND type = 'pageview' {page}) AS v
+             ALL INNER JOIN ({}) AS g USING pv
              GROUP BY g_scroll",
             in_scope(q),
             engagement(q)
