@@ -3,7 +3,8 @@
 //! `SqliteReports`, the same call the HTTP API and the CLI make.
 //!
 //! Run: `cargo run --release -p waymark-collector --example report_bench -- --sessions 100000
-//! --dir target/report-bench-data-100000`
+//! --dir target/report-bench-data-100000`; add `--store clickhouse://127.0.0.1:PORT/db` to fill
+//! and time a ClickHouse store instead (`--dir` then only holds the marker of a finished run).
 //!
 //! A directory that already holds a finished store (its `bench-done-2` marker; stores of the earlier
 //! version, with random session ids, are not re-used) is re-used as is.
@@ -14,9 +15,8 @@ use std::time::Instant;
 use serde_json::Value;
 use waymark_collector::report;
 use waymark_collector::store::sqlite::SqliteStore;
-use waymark_collector::store::sqlite_reports::SqliteReports;
 use waymark_collector::store::{
-    BatchWrite, Engagement, EventRow, Origin, SessionDelta, Site, Store,
+    Backend, BatchWrite, Engagement, EventRow, Origin, SessionDelta, Site,
 };
 use waymark_protocol::{CartAction, EventType};
 
@@ -271,8 +271,9 @@ fn db_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-fn generate(dir: &Path, sessions: usize) -> anyhow::Result<u64> {
-    let mut store = SqliteStore::open(dir)?;
+fn generate(backend: &Backend, dir: &Path, sessions: usize) -> anyhow::Result<u64> {
+    std::fs::create_dir_all(dir)?;
+    let mut store = backend.open(dir)?;
     store.put_site(&Site {
         id: SITE.into(),
         origins: vec!["https://shop.example".into()],
@@ -336,18 +337,23 @@ fn main() -> anyhow::Result<()> {
     let mut sessions = 100_000usize;
     let mut dir: Option<PathBuf> = None;
     let mut only: Option<Vec<String>> = None;
+    let mut backend = Backend::Sqlite;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--sessions" => sessions = args.next().unwrap_or_default().parse()?,
             "--dir" => dir = args.next().map(PathBuf::from),
+            "--store" => {
+                backend = Backend::parse(&args.next().unwrap_or_default())
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            }
             "--only" => {
                 only = args
                     .next()
                     .map(|v| v.split(',').map(str::to_string).collect());
             }
             other => anyhow::bail!(
-                "unknown argument {other:?} (--sessions N --dir DIR [--only overview,funnel,…])"
+                "unknown argument {other:?} (--sessions N --dir DIR [--store URL] [--only overview,funnel,…])"
             ),
         }
     }
@@ -371,14 +377,18 @@ fn main() -> anyhow::Result<()> {
                 "{} holds an unfinished store; remove it",
                 dir.display()
             );
-            generate(&dir, sessions)?
+            generate(&backend, &dir, sessions)?
         }
     };
-    let bytes = db_bytes(&dir);
-    println!(
-        "store: {sessions} sessions, {events} events, {:.1} MiB",
-        bytes as f64 / 1_048_576.0
-    );
+    if backend == Backend::Sqlite {
+        let bytes = db_bytes(&dir);
+        println!(
+            "store: {sessions} sessions, {events} events, {:.1} MiB",
+            bytes as f64 / 1_048_576.0
+        );
+    } else {
+        println!("store: {sessions} sessions, {events} events (size: see the server's data dir)");
+    }
 
     let now = DAY0_MS + DAYS * DAY_MS + 3_600_000;
     let range = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
@@ -415,7 +425,7 @@ fn main() -> anyhow::Result<()> {
             range(&[("interval", "day")]),
         ),
     ];
-    let mut reports = SqliteReports::open(&dir)?;
+    let mut reports = backend.reports(&dir)?;
     println!("report             min ms   median ms   (runs: {RUNS})");
     let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
     for (label, name, params) in cases.iter().filter(|c| wanted(c.1)) {
@@ -423,7 +433,7 @@ fn main() -> anyhow::Result<()> {
         let mut size = 0usize;
         for _ in 0..RUNS {
             let t = Instant::now();
-            let answer = report::answer(&mut reports, SITE, name, params, now)
+            let answer = report::answer(reports.as_mut(), SITE, name, params, now)
                 .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
             times.push(t.elapsed().as_secs_f64() * 1_000.0);
             size = answer.to_string().len();

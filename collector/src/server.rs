@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::enrich::{EnrichError, Enricher};
 use crate::error::ApiError;
 use crate::ingest::{self, Context};
-use crate::session::{OpenSession, SessionConfig, Sessioniser, SiteIdx};
+use crate::session::{OpenSession, SessionConfig, Sessioniser, SiteIdx, VisitorKey};
 use crate::store::{Backend, Reports, Site, Store, StoreError};
 use crate::visitor::{self, day_of, Salt};
 use crate::writer::{self, Job};
@@ -442,6 +442,62 @@ async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<
     response
 }
 
+/// On a store shared by several collectors: when this collector has no session in memory for
+/// the visitor (by today's or yesterday's key), resumes the visitor's open session from the
+/// store, if there is one, before the batch is sessionised.
+///
+/// Why this is enough: the load balancer hashes the client address, so a visitor's batches go
+/// to one collector at a time, and that collector's memory is the truth about the visitor's open
+/// session. A visitor only turns up unknown here when it is new, when its session expired, when
+/// this collector restarted (its open sessions were resumed at start, so only a session opened
+/// elsewhere since is missing), or when the collector that served it stopped and the balancer
+/// moved it here: then the store holds every batch that collector acknowledged, and the merged
+/// session deltas are the session's state (first and last event, campaign). The only time two
+/// collectors write the same session concurrently is the failover window itself (a batch the
+/// old collector is still committing while the next one arrives here), which can split that one
+/// session in two, never lose or double-count an event. Known visitors (the hot path) and a
+/// store owned by one collector (SQLite) never come here. The lookup is one primary-key range
+/// read per new visitor, on the blocking pool with a report connection, so it holds up neither
+/// the async workers nor the writer thread.
+async fn resume_from_store(
+    app: &App,
+    site: SiteIdx,
+    site_id: &str,
+    keys: [VisitorKey; 2],
+    now: i64,
+) -> Result<(), ApiError> {
+    if lock(&app.sessions).knows(site, &keys) {
+        return Ok(());
+    }
+    let timeout = i64::try_from(app.config.session_timeout.as_millis()).unwrap_or(i64::MAX);
+    let since = now.saturating_sub(timeout);
+    let conns = app.reports.clone();
+    let site_name = site_id.to_string();
+    let found = tokio::task::spawn_blocking(move || {
+        conns.run(|r| r.open_session_of(&site_name, &keys, since))
+    })
+    .await
+    .map_err(|_| ApiError::StoreUnavailable)?
+    .and_then(|r| r)
+    .map_err(|e| {
+        tracing::warn!(error = %e, "open session lookup failed");
+        ApiError::StoreUnavailable
+    })?;
+    if let Some(s) = found {
+        metrics::counter!("waymark_sessions_resumed_total").increment(1);
+        // Another batch of the visitor may have resumed it meanwhile: restore merges by id.
+        lock(&app.sessions).restore([OpenSession {
+            site,
+            visitor: s.visitor,
+            id: s.id,
+            start: s.start,
+            last: s.last,
+            campaign: s.campaign_fp,
+        }]);
+    }
+    Ok(())
+}
+
 /// `GET /api/v1/sites/{site}/{report}`: a report as JSON (API.md), for a valid bearer token.
 async fn report_api(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let rest = req
@@ -775,6 +831,16 @@ async fn batch(
         *key = visitor::visitor_key(&salt, &decoded.site, ip, &user_agent);
     }
     drop(user_agent);
+    if app.config.store.shared() {
+        resume_from_store(
+            app,
+            site_idx,
+            &decoded.site,
+            [keys[0].1, keys[1].1],
+            received,
+        )
+        .await?;
+    }
     let outcome = {
         let key_for_day = |day: i64| keys.iter().find(|(d, _)| *d == day).map(|(_, k)| *k);
         let ctx = Context {

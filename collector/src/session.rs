@@ -286,6 +286,16 @@ impl Sessioniser {
         self.slots.len()
     }
 
+    /// Whether a visitor has a session in memory under any of `keys` (today's and yesterday's).
+    /// A collector on a store shared with other collectors asks this before assigning a batch:
+    /// when it is false, the visitor's open session may have been opened by another collector
+    /// (one that has since stopped), so the caller looks it up in the store and hands it to
+    /// [`Self::restore`] first; the next [`Self::assign`] then continues it like any other.
+    pub fn knows(&self, site: SiteIdx, keys: &[VisitorKey]) -> bool {
+        keys.iter()
+            .any(|k| self.index.contains_key(&Key::new(site, *k)))
+    }
+
     /// The open session of a visitor, under the key it is indexed by now: today's key once a
     /// session has continued across midnight. Its `visitor` is the key it is filed under.
     pub fn get(&self, site: SiteIdx, visitor: VisitorKey) -> Option<OpenSession> {
@@ -1237,6 +1247,55 @@ mod tests {
         assert_eq!(ids(&r.s.take_evicted()), [1]);
         assert_eq!(r.s.get(0, 7), Some(open(3, 4 * HOUR - MIN, 4 * HOUR + MIN)));
         assert_eq!(r.s.find(0, 7, 2), Some(open(2, 2 * HOUR, 2 * HOUR + MIN)));
+    }
+
+    /// Failover: a collector that never saw visitor 7 is handed the session another collector
+    /// opened (as the store answers it); the visitor's next hit continues it, and resuming it
+    /// twice (two batches of the visitor racing to look it up) changes nothing.
+    #[test]
+    fn a_session_resumed_for_one_visitor_continues_and_leaves_others_alone() {
+        let mut r = Rig::new();
+        r.hit(hit(8, 10 * MIN)); // this collector's own visitor
+        assert!(!r.s.knows(0, &[7, 70]));
+        let theirs = OpenSession {
+            site: 0,
+            visitor: 7,
+            id: 1_000,
+            start: 0,
+            last: 5 * MIN,
+            campaign: None,
+        };
+        r.s.restore([theirs]);
+        r.s.restore([theirs]);
+        assert!(r.s.knows(0, &[7, 70]) && r.s.knows(0, &[70, 7]));
+        assert!(
+            !r.s.knows(1, &[7]),
+            "another site's visitor 7 is someone else"
+        );
+        assert_eq!(
+            r.at(5 * MIN + T),
+            Assignment {
+                session: 1_000,
+                visitor: 7,
+                new: false
+            },
+            "within the timeout of the stored session's last event"
+        );
+        assert!(r.s.take_evicted().is_empty());
+        assert_eq!(r.s.open_count(), 2);
+        assert_eq!(r.s.get(0, 8).map(|s| s.start), Some(10 * MIN));
+        // A session resumed under yesterday's key is found through it, and keeps that key.
+        r.s.restore([OpenSession {
+            visitor: 100,
+            id: 2_000,
+            ..theirs
+        }]);
+        assert!(r.s.knows(0, &[200, 100]));
+        let next = r.hit(Hit {
+            visitor_yesterday: Some(100),
+            ..hit(200, 6 * MIN)
+        });
+        assert_eq!((next.session, next.visitor, next.new), (2_000, 100, false));
     }
 
     #[test]

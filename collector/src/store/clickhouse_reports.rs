@@ -11,7 +11,7 @@
 //! which ClickHouse 18.16 cannot take apart), and so are the top products.
 
 use super::clickhouse::{fetch, lit, log_sql, run, token_known, Target};
-use super::{Reports, StoreError};
+use super::{Reports, StoreError, StoredSession};
 use crate::report::{
     self, AttributionReport, BreakdownRow, CartReport, Conversion, Dim, Filter, FunnelEvent,
     FunnelStep, Minute, Model, Overview, PageNow, PageRow, PathWalk, PathsReport, ProductRow,
@@ -522,6 +522,50 @@ impl Reports for ClickHouseReports {
 
     fn token_valid(&mut self, hash: [u8; 32]) -> Result<bool, StoreError> {
         token_known(&self.db, hash)
+    }
+
+    fn open_session_of(
+        &mut self,
+        site: &str,
+        visitors: &[u64],
+        since: i64,
+    ) -> Result<Option<StoredSession>, StoreError> {
+        if visitors.is_empty() {
+            return Ok(None);
+        }
+        // A session id starts with its creation second, which is at most two days after its
+        // start (see `SessionDelta::id`), and a session whose last event is at or after `since`
+        // started at most a day (the length cap) before it: so its id is above this bound,
+        // which is a range of the primary key `(site, id)` rather than a scan of the site.
+        let lowest_second = u64::try_from(since / 1000 - 2 * 86_400).unwrap_or(0);
+        let lowest_id = (lowest_second & 0x7fff_ffff) << 32;
+        let keys = visitors
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Every delta of a session carries the key it is filed under, so filtering deltas by
+        // visitor keeps whole sessions.
+        let rows: Vec<(u64, u64, i64, i64, u8, u64)> = self.rows(format!(
+            "SELECT id, any(visitor), toInt64(min(start_ms)), toInt64(max(end_ms)),
+                toUInt8(max(has_fp)), argMinIf(campaign_fp, seq, has_fp = 1)
+             FROM session_deltas
+             PREWHERE site = {site} AND id >= {lowest_id} AND visitor IN ({keys})
+             GROUP BY id HAVING max(end_ms) >= {since}
+             ORDER BY max(end_ms) DESC, id DESC LIMIT 1",
+            site = lit(site)
+        ))?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|(id, visitor, start, last, has_fp, fp)| StoredSession {
+                site: site.to_string(),
+                visitor,
+                id,
+                start,
+                last,
+                campaign_fp: (has_fp == 1).then_some(fp),
+            }))
     }
 
     fn totals(&mut self, q: &Query) -> Result<Totals, StoreError> {

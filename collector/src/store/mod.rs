@@ -56,6 +56,14 @@ impl Backend {
         })
     }
 
+    /// Whether several collectors can write to this store at once (ClickHouse). A collector on a
+    /// shared store asks it for a visitor's open session when it has none in memory (another
+    /// collector may have opened it, see [`Reports::open_session_of`]); a SQLite store belongs
+    /// to one collector, which holds all its open sessions in memory and resumes them at start.
+    pub fn shared(&self) -> bool {
+        matches!(self, Backend::ClickHouse(_))
+    }
+
     /// Opens a read side for reports. The store must exist (see [`Backend::open`]).
     ///
     /// # Errors
@@ -374,6 +382,25 @@ pub trait Reports: Send {
         goal: &Step,
         model: Model,
     ) -> Result<AttributionReport, StoreError>;
+
+    /// The most recent session of `site` filed under one of `visitors` (a visitor's keys under
+    /// today's and yesterday's salt) whose last event is at or after `since` (ms), with its
+    /// first and last event time and campaign fingerprint merged over all its stored batches.
+    /// A collector on a shared store (see [`Backend::shared`]) resumes it when a visitor it has
+    /// no open session for arrives, e.g. after the collector that served the visitor stopped.
+    /// Stores that only ever have one collector need not look (the default answers `None`).
+    ///
+    /// # Errors
+    /// The store could not be read.
+    fn open_session_of(
+        &mut self,
+        site: &str,
+        visitors: &[u64],
+        since: i64,
+    ) -> Result<Option<StoredSession>, StoreError> {
+        let _ = (site, visitors, since);
+        Ok(None)
+    }
 
     /// Walks the rows of a table in scope (events by time, sessions by start), each in the
     /// column order of [`Table::columns`], without collecting them; stops when `row` returns

@@ -1,6 +1,7 @@
 //! Integration tests of the collector over real HTTP against the real server (one test binary).
 
 mod clickhouse;
+mod cluster;
 mod harness;
 mod hostile;
 mod privacy;
