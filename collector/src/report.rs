@@ -456,6 +456,43 @@ impl<'a> FunnelWalk<'a> {
     }
 }
 
+/// The scroll report from page-view counts per deepest scroll (0–100): the share that reached
+/// 25/50/75/100 % and a histogram in tens (100 falls in the last bucket).
+pub fn scroll_report(counts: &[(i64, u64)]) -> ScrollReport {
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    let reached = [25, 50, 75, 100]
+        .into_iter()
+        .map(|depth| {
+            let n = counts
+                .iter()
+                .filter(|(s, _)| *s >= depth)
+                .map(|(_, n)| n)
+                .sum();
+            (depth.to_string(), ratio(n, total))
+        })
+        .collect();
+    let histogram = (0u8..10)
+        .map(|b| {
+            let n = counts
+                .iter()
+                .filter(|(s, _)| (s / 10).min(9) == i64::from(b))
+                .map(|(_, n)| n)
+                .sum();
+            ScrollBucket {
+                from: b * 10,
+                to: b * 10 + 10,
+                pageviews: n,
+                share: ratio(n, total),
+            }
+        })
+        .collect();
+    ScrollReport {
+        pageviews: total,
+        reached,
+        histogram,
+    }
+}
+
 /// The median of a list (mean of the middle two for an even length).
 pub fn median(v: &mut [i64]) -> Option<f64> {
     if v.is_empty() {

@@ -15,8 +15,7 @@ use super::{Reports, StoreError, StoredSession};
 use crate::report::{
     self, AttributionReport, BreakdownRow, CartReport, Conversion, Dim, Filter, FunnelEvent,
     FunnelStep, Minute, Model, Overview, PageNow, PageRow, PathWalk, PathsReport, ProductRow,
-    Query, Realtime, ScrollBucket, ScrollReport, SessionRecord, SourceRow, Step, Table, Totals,
-    Touch,
+    Query, Realtime, ScrollReport, SessionRecord, SourceRow, Step, Table, Totals, Touch,
 };
 use clickhouse::Row;
 use serde::Deserialize;
@@ -190,18 +189,6 @@ fn revenue_of(e: &CartRow) -> f64 {
     t.value()
 }
 
-fn column(dim: Dim) -> &'static str {
-    match dim {
-        Dim::Source => "source",
-        Dim::Medium => "medium",
-        Dim::Campaign => "campaign",
-        Dim::Device => "device",
-        Dim::Browser => "browser",
-        Dim::Os => "os",
-        Dim::Country => "country",
-    }
-}
-
 /// A user glob (`*` is the only wildcard) as an anchored RE2 pattern.
 fn glob_regex(glob: &str) -> String {
     let mut out = String::from("^");
@@ -290,7 +277,7 @@ fn sessions(q: &Query) -> String {
     for f in &q.filters {
         match f {
             Filter::Is(dim, v) => {
-                conds.push(format!("lower({}) = lower({})", column(*dim), lit(v)))
+                conds.push(format!("lower({}) = lower({})", dim.as_str(), lit(v)))
             }
             Filter::Page(glob) => conds.push(format!(
                 "id IN (SELECT session_id FROM events WHERE site = {} AND ts >= {} AND ts < {}
@@ -751,7 +738,7 @@ impl Reports for ClickHouseReports {
         dim: Dim,
         limit: u32,
     ) -> Result<Vec<BreakdownRow>, StoreError> {
-        let col = column(dim);
+        let col = dim.as_str();
         let rows: Vec<(String, u64, u64)> = self.rows(format!(
             "SELECT ifNull({col}, '(unknown)') AS value, toUInt64(uniqExact(visitor)),
                 toUInt64(count())
@@ -806,38 +793,7 @@ impl Reports for ClickHouseReports {
             in_scope(q),
             engagement(q)
         ))?;
-        let total: u64 = counts.iter().map(|(_, n)| n).sum();
-        let reached = [25, 50, 75, 100]
-            .into_iter()
-            .map(|depth| {
-                let n = counts
-                    .iter()
-                    .filter(|(s, _)| *s >= depth)
-                    .map(|(_, n)| n)
-                    .sum();
-                (depth.to_string(), report::ratio(n, total))
-            })
-            .collect();
-        let histogram = (0u8..10)
-            .map(|b| {
-                let n = counts
-                    .iter()
-                    .filter(|(s, _)| (s / 10).min(9) == i64::from(b))
-                    .map(|(_, n)| n)
-                    .sum();
-                ScrollBucket {
-                    from: b * 10,
-                    to: b * 10 + 10,
-                    pageviews: n,
-                    share: report::ratio(n, total),
-                }
-            })
-            .collect();
-        Ok(ScrollReport {
-            pageviews: total,
-            reached,
-            histogram,
-        })
+        Ok(report::scroll_report(&counts))
     }
 
     fn cart(&mut self, q: &Query, limit: u32) -> Result<CartReport, StoreError> {

@@ -18,8 +18,7 @@ use super::{Reports, StoreError};
 use crate::report::{
     self, AttributionReport, BreakdownRow, CartReport, Conversion, Dim, Filter, FunnelStep,
     FunnelWalk, Minute, Model, Overview, PageNow, PageRow, PathWalk, PathsReport, ProductRow,
-    Query, Realtime, ScrollBucket, ScrollReport, SessionRecord, SourceRow, Step, StepKind, Table,
-    Totals, Touch,
+    Query, Realtime, ScrollReport, SessionRecord, SourceRow, Step, StepKind, Table, Totals, Touch,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, Row};
@@ -161,18 +160,6 @@ fn sqlite_glob(glob: &str) -> String {
     out
 }
 
-fn column(dim: Dim) -> &'static str {
-    match dim {
-        Dim::Source => "source",
-        Dim::Medium => "medium",
-        Dim::Campaign => "campaign",
-        Dim::Device => "device",
-        Dim::Browser => "browser",
-        Dim::Os => "os",
-        Dim::Country => "country",
-    }
-}
-
 /// The `sel` CTE of a query and its bindings.
 fn scope(q: &Query) -> (String, Binds) {
     let mut sql = String::from(
@@ -196,7 +183,7 @@ fn scope(q: &Query) -> (String, Binds) {
         let name = format!(":f{n}");
         match f {
             Filter::Is(dim, v) => {
-                sql.push_str(&format!(" AND s.{} = {name} COLLATE NOCASE", column(*dim)));
+                sql.push_str(&format!(" AND s.{} = {name} COLLATE NOCASE", dim.as_str()));
                 binds.push((name, Value::Text(v.clone())));
             }
             Filter::Page(glob) => {
@@ -628,7 +615,7 @@ impl Reports for SqliteReports {
         limit: u32,
     ) -> Result<Vec<BreakdownRow>, StoreError> {
         let (sel, binds) = scope(q);
-        let col = column(dim);
+        let col = dim.as_str();
         let sql = format!(
             "{sel}SELECT coalesce({col}, '(unknown)'), count(DISTINCT visitor), count(*)
              FROM sel GROUP BY 1 ORDER BY 3 DESC, 1 LIMIT :limit"
@@ -672,38 +659,7 @@ impl Reports for SqliteReports {
             }
         })?;
         let counts: Vec<(i64, u64)> = by_depth.into_iter().collect();
-        let total: u64 = counts.iter().map(|(_, n)| n).sum();
-        let reached = [25, 50, 75, 100]
-            .into_iter()
-            .map(|depth| {
-                let n = counts
-                    .iter()
-                    .filter(|(s, _)| *s >= depth)
-                    .map(|(_, n)| n)
-                    .sum();
-                (depth.to_string(), report::ratio(n, total))
-            })
-            .collect();
-        let histogram = (0u8..10)
-            .map(|b| {
-                let n = counts
-                    .iter()
-                    .filter(|(s, _)| (s / 10).min(9) == i64::from(b))
-                    .map(|(_, n)| n)
-                    .sum();
-                ScrollBucket {
-                    from: b * 10,
-                    to: b * 10 + 10,
-                    pageviews: n,
-                    share: report::ratio(n, total),
-                }
-            })
-            .collect();
-        Ok(ScrollReport {
-            pageviews: total,
-            reached,
-            histogram,
-        })
+        Ok(report::scroll_report(&counts))
     }
 
     fn cart(&mut self, q: &Query, limit: u32) -> Result<CartReport, StoreError> {
