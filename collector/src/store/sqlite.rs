@@ -193,29 +193,36 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?
 /// One event as a step of its session's journey: `{ts}\x1f{kind}{label}\x1e`, where kind is `p`
 /// (page view, label = path), `c` (cart, label = action) or `e` (custom, label = name); other
 /// events are not steps. Paths never hold control characters (URLs are validated); a custom
-/// name's separators become U+FFFD. [`super::sqlite_reports`] parses it back.
-pub(crate) fn journey_step(e: &super::EventRow) -> Option<String> {
+/// name's separators become U+FFFD. Appended to `out`; [`super::sqlite_reports`] parses it back.
+fn journey_step(out: &mut String, e: &super::EventRow) {
+    use std::fmt::Write;
     use waymark_protocol::EventType;
     let (kind, label) = match e.kind {
         EventType::Pageview => ('p', e.path.as_str()),
         EventType::Cart => ('c', e.action.map_or("", |a| a.as_str())),
         EventType::Custom => ('e', e.name.as_deref().unwrap_or("")),
-        EventType::Engagement => return None,
+        EventType::Engagement => return,
     };
-    let label = label.replace(['\x1e', '\x1f'], "\u{fffd}");
-    Some(format!("{}\x1f{kind}{label}\x1e", e.ts))
+    let _ = write!(out, "{}\x1f{kind}", e.ts);
+    out.extend(label.chars().map(|c| match c {
+        '\x1e' | '\x1f' => '\u{fffd}',
+        c => c,
+    }));
+    out.push('\x1e');
 }
 
 /// A page view as an entry of its session's views: `p{pv} {path}\x1e` (page-view ids have no
 /// spaces, paths no control characters).
-fn view_step(e: &super::EventRow) -> String {
-    format!("p{} {}\x1e", e.pv, e.path)
+fn view_step(out: &mut String, e: &super::EventRow) {
+    use std::fmt::Write;
+    let _ = write!(out, "p{} {}\x1e", e.pv, e.path);
 }
 
 /// A page view's engagement as an entry of its session's views: `g{pv} {scroll} {engaged_ms}\x1e`.
 /// A page view may have several (the values only grow); the reader keeps the largest.
-fn engagement_step(g: &super::Engagement) -> String {
-    format!("g{} {} {}\x1e", g.pv, g.scroll, g.engaged_ms)
+fn engagement_step(out: &mut String, g: &super::Engagement) {
+    use std::fmt::Write;
+    let _ = write!(out, "g{} {} {}\x1e", g.pv, g.scroll, g.engaged_ms);
 }
 
 /// What one batch adds to a session's journey and views rows.
@@ -366,16 +373,14 @@ impl Store for SqliteStore {
                     views: String::new(),
                 }));
                 for g in &b.engagement {
-                    Facts::of(&mut facts, g.session, g.ts, 0)
-                        .views
-                        .push_str(&engagement_step(g));
+                    engagement_step(&mut Facts::of(&mut facts, g.session, g.ts, 0).views, g);
                 }
                 for e in &b.events {
-                    if let Some(step) = journey_step(e) {
+                    if e.kind != waymark_protocol::EventType::Engagement {
                         let f = Facts::of(&mut facts, e.session, e.ts, e.visitor);
-                        f.steps.push_str(&step);
+                        journey_step(&mut f.steps, e);
                         if e.kind == waymark_protocol::EventType::Pageview {
-                            f.views.push_str(&view_step(e));
+                            view_step(&mut f.views, e);
                         }
                     }
                     event_stmt.execute(params![
