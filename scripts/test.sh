@@ -40,7 +40,7 @@ export WAYMARK_TEST_GEOIP
 # differ).
 sql_log="$PWD/target/clickhouse-sql.log"
 rm -f "$sql_log"
-WAYMARK_CLICKHOUSE_SQL_LOG="$sql_log" cargo test --workspace 2>&1 | tee target/test-output.txt | grep -E '^(test result|running|error|failures|---- )|panicked' || true
+WAYMARK_CLICKHOUSE_SQL_LOG="$sql_log" cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt | grep -E '^(test result|running|error|failures|---- )|panicked' || true
 
 echo "== the ClickHouse store's SQL on current ClickHouse (chdb, from scripts/setup.sh's venv)"
 # Each distinct statement of the log once, in order, on empty tables its own CREATEs make;

@@ -322,25 +322,36 @@ fn a_beacon_waits_for_room_instead_of_503_because_nobody_could_retry_it() {
     let blocker = s.db();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
     let now = now_ms();
-    let send = |i: i64, content_type: &'static str| {
+    // `retries`: how often a 503 is retried (as the SDK's fetch does), 100 ms apart. On a busy
+    // machine the writer may not have taken the first batch yet when the second arrives.
+    let send = |i: i64, content_type: &'static str, retries: u32| {
         let b = body(&batch_id(), now, &[pageview(now - i, &format!("/p{i}"))]);
         let addr = s.url("/v1/batch");
         std::thread::spawn(move || {
-            reply(
-                agent()
-                    .post(&addr)
-                    .header("content-type", content_type)
-                    .header("origin", ORIGIN)
-                    .send(&b),
-            )
+            let mut left = retries;
+            loop {
+                let r = reply(
+                    agent()
+                        .post(&addr)
+                        .header("content-type", content_type)
+                        .header("origin", ORIGIN)
+                        .send(&b),
+                );
+                if r.status != 503 || left == 0 {
+                    return r;
+                }
+                left -= 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         })
     };
-    let first = send(1, "application/json"); // taken by the writer, which waits for the lock
-    std::thread::sleep(std::time::Duration::from_millis(400));
-    let second = send(2, "application/json"); // fills the queue
-    std::thread::sleep(std::time::Duration::from_millis(400));
-    let beacon = send(3, "text/plain;charset=UTF-8"); // the queue is full: it waits
-    std::thread::sleep(std::time::Duration::from_millis(400));
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(1000));
+    let first = send(1, "application/json", 50); // taken by the writer, which waits for the lock
+    pause();
+    let second = send(2, "application/json", 50); // fills the queue
+    pause();
+    let beacon = send(3, "text/plain;charset=UTF-8", 0); // the queue is full: it waits
+    pause();
     // A fetch client in the same situation is told to come back.
     let json = post(&s, &body(&batch_id(), now, &[pageview(now - 4, "/p4")]));
     assert_eq!(json.status, 503);
