@@ -11,6 +11,8 @@ bash scripts/setup.sh
 echo "== fmt and clippy"
 cargo fmt --all -- --check
 cargo clippy -q --workspace --all-targets -- -D warnings
+# The shipped SDK bundle: `no_std`, built without default features (see sdk/Cargo.toml).
+cargo clippy -q -p waymark-sdk --no-default-features --target wasm32-unknown-unknown -- -D warnings
 
 echo "== build the SDK (sdk/dist: script tag and npm package)"
 cargo xtask build-sdk

@@ -11,15 +11,21 @@
 //! - [`derive_time`] is the clock rule: the collector never trusts the client clock absolutely.
 //!
 //! Architecture Invariant: this crate is pure (no I/O, no clock, no randomness) and small, because
-//! it is compiled into the Wasm SDK; it depends on `serde` only.
+//! it is compiled into the Wasm SDK; it depends on `serde` only. Without its default `std`
+//! feature it is `no_std` (with `alloc`), so the SDK's bundle links no `std`.
 
+#![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
 
 pub mod scrub;
 
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::fmt;
 
 /// Largest request body the collector accepts by default (bytes).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -112,6 +118,139 @@ fn one() -> i64 {
     1
 }
 
+/// A custom event's properties: a JSON object on the wire, its keys unique and in order.
+///
+/// A sorted `Vec` rather than a `BTreeMap`: the same behaviour (a repeated key keeps its last
+/// value, iteration is in key order), and the SDK's Wasm does not carry a b-tree (~5 KB).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Props(Vec<(String, PropValue)>);
+
+impl Props {
+    pub fn new() -> Props {
+        Props(Vec::new())
+    }
+
+    /// Sets `key`, returning its previous value.
+    pub fn insert(&mut self, key: String, value: PropValue) -> Option<PropValue> {
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(i) => self
+                .0
+                .get_mut(i)
+                .map(|e| core::mem::replace(&mut e.1, value)),
+            Err(i) => {
+                self.0.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&PropValue> {
+        let i = self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()?;
+        self.0.get(i).map(|e| &e.1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// The entries in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &PropValue)> {
+        self.into_iter()
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut PropValue> {
+        self.0.iter_mut().map(|(_, v)| v)
+    }
+
+    /// From entries in any order; a repeated key keeps its last value. O(n log n), so a hostile
+    /// object with thousands of keys costs no more than a sort.
+    fn from_entries(mut entries: Vec<(String, PropValue)>) -> Props {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        // `dedup_by` keeps the first of equal neighbours: give it the later value.
+        entries.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                core::mem::swap(&mut later.1, &mut kept.1);
+            }
+            same
+        });
+        Props(entries)
+    }
+}
+
+impl<'a> IntoIterator for &'a Props {
+    type Item = (&'a str, &'a PropValue);
+    type IntoIter = core::iter::Map<
+        core::slice::Iter<'a, (String, PropValue)>,
+        fn(&'a (String, PropValue)) -> (&'a str, &'a PropValue),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+impl FromIterator<(String, PropValue)> for Props {
+    fn from_iter<I: IntoIterator<Item = (String, PropValue)>>(iter: I) -> Props {
+        Props::from_entries(iter.into_iter().collect())
+    }
+}
+
+impl<const N: usize> From<[(String, PropValue); N]> for Props {
+    fn from(entries: [(String, PropValue); N]) -> Props {
+        Props::from_entries(entries.into())
+    }
+}
+
+impl core::ops::Index<&str> for Props {
+    type Output = PropValue;
+
+    /// Panics when `key` is missing, like `BTreeMap`'s index; for tests.
+    fn index(&self, key: &str) -> &PropValue {
+        match self.get(key) {
+            Some(v) => v,
+            None => panic!("no property {key:?}"),
+        }
+    }
+}
+
+impl Serialize for Props {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Props {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Props, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Props;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of properties")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Props, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Props::from_entries(entries))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
 /// A custom property value: string, number or boolean.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -157,7 +296,7 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub props: Option<BTreeMap<String, PropValue>>,
+    pub props: Option<Props>,
 }
 
 impl Event {
@@ -220,7 +359,7 @@ impl fmt::Display for FieldError {
     }
 }
 
-impl std::error::Error for FieldError {}
+impl core::error::Error for FieldError {}
 
 /// `true` when `s` is `min..=max` bytes long and every byte passes `ok`.
 fn charset(s: &str, min: usize, max: usize, ok: impl Fn(u8) -> bool) -> bool {
@@ -504,6 +643,40 @@ mod tests {
     }
 
     #[test]
+    fn props_behave_as_a_sorted_map_with_the_last_value_of_a_repeated_key() {
+        let p: Props = serde_json::from_str(r#"{"b":1,"a":"x","b":true,"c":2.5}"#).unwrap();
+        let keys: Vec<&str> = p.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+        assert_eq!(p["b"], PropValue::Bool(true));
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"a":"x","b":true,"c":2.5}"#
+        );
+        let mut q = Props::new();
+        assert_eq!(q.insert("c".into(), PropValue::Number(2.5)), None);
+        assert_eq!(q.insert("b".into(), PropValue::Number(1.0)), None);
+        assert_eq!(q.insert("a".into(), PropValue::Text("x".into())), None);
+        assert_eq!(
+            q.insert("b".into(), PropValue::Bool(true)),
+            Some(PropValue::Number(1.0))
+        );
+        assert_eq!(q, p);
+        assert_eq!(q.get("z"), None);
+        // A hostile object: many keys, many repeats, still one sorted entry per key.
+        let body = format!(
+            "{{{}}}",
+            (0..20_000)
+                .map(|i| format!("\"k{}\":{i}", i % 5_000))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let many: Props = serde_json::from_str(&body).unwrap();
+        assert_eq!(many.len(), 5_000);
+        assert_eq!(many["k7"], PropValue::Number(15_007.0));
+        assert!(many.iter().zip(many.iter().skip(1)).all(|(a, b)| a.0 < b.0));
+    }
+
+    #[test]
     fn spec_example_parses_and_validates() {
         let body = r#"{"site":"demo-shop","batch":"5f0c2e9a7b1d4c3e8a6f9b2d1c0e7a45","sent_at":1763850000123,"sdk":"waymark-sdk/0.1.0","events":[
         {"type":"pageview","at":1763849990000,"pv":"k3J9xq2L","url":"https://shop.example/products/mug?utm_source=newsletter","referrer":"https://www.google.com/","title":"Blue mug","viewport":[1280,800],"lang":"en-GB"},
@@ -605,7 +778,7 @@ mod tests {
         e.name = Some("x".repeat(65));
         assert_eq!(e.validate().unwrap_err().field, "name");
         e.name = Some("signup".into());
-        let mut props = BTreeMap::new();
+        let mut props = Props::new();
         props.insert("plan".to_string(), PropValue::Text("x".repeat(257)));
         e.props = Some(props.clone());
         assert_eq!(e.validate().unwrap_err().field, "props.plan");
@@ -637,7 +810,7 @@ mod tests {
             |e| {
                 e.kind = EventType::Custom;
                 e.name = Some("n".into());
-                e.props = Some(BTreeMap::from([(
+                e.props = Some(Props::from([(
                     "k".to_string(),
                     PropValue::Number(f64::NAN),
                 )]));
@@ -645,7 +818,7 @@ mod tests {
             |e| {
                 e.kind = EventType::Custom;
                 e.name = Some("n".into());
-                e.props = Some(BTreeMap::from([(
+                e.props = Some(Props::from([(
                     "k".to_string(),
                     PropValue::Text("v".repeat(257)),
                 )]));

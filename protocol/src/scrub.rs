@@ -23,6 +23,8 @@ pub const DEFAULT_KEEP: [&str; 5] = [
     "utm_content",
 ];
 
+use alloc::string::String;
+
 fn local_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
 }

@@ -6,6 +6,7 @@
 //! such points nothing changes, so the engaged part of the interval is its overlap with
 //! `[last input, last input + IDLE_MS]`.
 
+use crate::prelude::*;
 /// Input older than this no longer counts as engagement.
 pub const IDLE_MS: i64 = 30_000;
 
@@ -46,12 +47,13 @@ fn without_query(url: &str) -> (&str, &str) {
 /// A document no taller than the viewport counts as fully seen.
 pub fn scroll_percent(scroll_y: f64, viewport_h: f64, doc_h: f64) -> u8 {
     // Also taken for NaN heights.
-    if doc_h.partial_cmp(&viewport_h) != Some(std::cmp::Ordering::Greater) {
+    if doc_h.partial_cmp(&viewport_h) != Some(core::cmp::Ordering::Greater) {
         return 100;
     }
     let pct = (scroll_y.max(0.0) + viewport_h) / doc_h * 100.0;
-    // `as` saturates and maps NaN to 0: no panic for any input.
-    pct.clamp(0.0, 100.0).round() as u8
+    // Rounds half up (`round` is not in `core`); `as` saturates and maps NaN to 0: no panic for
+    // any input.
+    (pct.clamp(0.0, 100.0) + 0.5) as u8
 }
 
 /// The state of the current page view.

@@ -4,6 +4,7 @@
 //! Anything unparseable falls back to the documented default; only a missing or invalid `site`
 //! or `endpoint` stops the SDK (it then stays silent, it never throws).
 
+use crate::prelude::*;
 use waymark_protocol::scrub::DEFAULT_KEEP;
 use waymark_protocol::valid_site;
 

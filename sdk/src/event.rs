@@ -2,8 +2,9 @@
 //! [`Event::is_valid`] (the rules of `Event::validate` without building the error). An event
 //! that fails is dropped here (`None`), silently: a page's mistake must never throw into the page.
 
-use std::collections::BTreeMap;
+use crate::prelude::*;
 use waymark_protocol::scrub::scrub_text;
+use waymark_protocol::Props;
 use waymark_protocol::{valid_url, CartAction, Event, EventType, Item, PropValue};
 
 /// Longest title sent (bytes, as the protocol allows).
@@ -75,13 +76,7 @@ pub fn engagement(at: i64, pv: &str, url: &str, scroll: u8, engaged_ms: u64) -> 
 }
 
 /// A custom event; string property values are scrubbed.
-pub fn custom(
-    at: i64,
-    pv: &str,
-    url: &str,
-    name: &str,
-    mut props: BTreeMap<String, PropValue>,
-) -> Option<Event> {
+pub fn custom(at: i64, pv: &str, url: &str, name: &str, mut props: Props) -> Option<Event> {
     let mut e = Event::new(EventType::Custom, at, pv, url);
     e.name = Some(name.into());
     if !props.is_empty() {
@@ -147,7 +142,7 @@ mod tests {
 
     #[test]
     fn custom_events() {
-        let mut props = BTreeMap::new();
+        let mut props = Props::new();
         props.insert("plan".to_string(), PropValue::Text("pro".into()));
         props.insert("who".to_string(), PropValue::Text("ann@example.com".into()));
         props.insert("n".to_string(), PropValue::Number(2.0));
@@ -155,12 +150,12 @@ mod tests {
         let p = e.props.unwrap();
         assert_eq!(p["who"], PropValue::Text("[email]".into()));
         assert_eq!(p["n"], PropValue::Number(2.0));
-        assert!(custom(1, PV, URL, "signup", BTreeMap::new())
+        assert!(custom(1, PV, URL, "signup", Props::new())
             .unwrap()
             .props
             .is_none());
-        assert!(custom(1, PV, URL, "", BTreeMap::new()).is_none());
-        let mut many = BTreeMap::new();
+        assert!(custom(1, PV, URL, "", Props::new()).is_none());
+        let mut many = Props::new();
         for i in 0..31 {
             many.insert(format!("k{i}"), PropValue::Bool(true));
         }

@@ -7,7 +7,8 @@
 //! `1.5e-7`): the shortest text that reads back as the same `f64`. The unit tests check it
 //! against `serde_json`.
 
-use std::collections::BTreeMap;
+use crate::prelude::*;
+use waymark_protocol::Props;
 use waymark_protocol::{Batch, Event, Item, PropValue};
 
 /// `batch` as a JSON object.
@@ -129,7 +130,7 @@ impl Writer {
     fn float(&mut self, x: f64) {
         if !x.is_finite() {
             self.0.push_str("null");
-        } else if x.fract() == 0.0 && x.abs() < 1e15 {
+        } else if crate::is_whole(x) && x.abs() < 1e15 {
             if x.is_sign_negative() {
                 self.0.push('-');
             }
@@ -193,7 +194,7 @@ impl Writer {
         self.0.push('}');
     }
 
-    fn props(&mut self, props: &BTreeMap<String, PropValue>) {
+    fn props(&mut self, props: &Props) {
         self.0.push('{');
         for (k, v) in props {
             self.key(k);
@@ -355,7 +356,7 @@ mod tests {
         ]);
         let mut custom = Event::new(EventType::Custom, 4, "Zt81mQa0", "https://s.example/done");
         custom.name = Some("signup".into());
-        custom.props = Some(BTreeMap::from([
+        custom.props = Some(Props::from([
             ("plan".to_string(), PropValue::Text("pro\u{1}".into())),
             ("step".to_string(), PropValue::Number(2.0)),
             ("first".to_string(), PropValue::Bool(true)),
@@ -378,7 +379,7 @@ mod tests {
         // Non-integral numbers: different text, the same values.
         let mut e = Event::new(EventType::Custom, 4, "Zt81mQa0", "https://s.example/");
         e.name = Some("n".into());
-        e.props = Some(BTreeMap::from([
+        e.props = Some(Props::from([
             ("a".to_string(), PropValue::Number(0.1)),
             ("b".to_string(), PropValue::Number(1e21)),
             ("c".to_string(), PropValue::Number(-1.5e-7)),

@@ -7,6 +7,7 @@
 //! A plain `Vec`, not a `VecDeque`: dropping from the front only happens on overflow, and the
 //! smaller code matters more in the Wasm build than that rare shift.
 
+use crate::prelude::*;
 use waymark_protocol::Event;
 
 /// Queue length that triggers a flush.

@@ -13,11 +13,12 @@ use crate::capture::{is_new_view, Nav, Page};
 use crate::config::{Config, SpaMode};
 use crate::consent::{Change, Command, Consent};
 use crate::event::{self, CartInput, PageCtx};
+use crate::prelude::*;
 use crate::queue::Queue;
 use crate::retry::{backoff, Outcome, MAX_ATTEMPTS};
-use std::collections::BTreeMap;
 use waymark_protocol::scrub::scrub_url;
-use waymark_protocol::{Batch, Event, PropValue, MAX_EVENTS};
+use waymark_protocol::Props;
+use waymark_protocol::{Batch, Event, MAX_EVENTS};
 
 /// The `sdk` field of every batch.
 pub const SDK_NAME: &str = concat!("waymark-sdk/", env!("CARGO_PKG_VERSION"));
@@ -227,7 +228,7 @@ impl Tracker {
     }
 
     /// `waymark('track', name, props)`.
-    pub fn track(&mut self, now: i64, name: &str, props: BTreeMap<String, PropValue>) {
+    pub fn track(&mut self, now: i64, name: &str, props: Props) {
         if let Some(p) = &self.page {
             let e = event::custom(now, &p.pv, &p.url, name, props);
             self.enqueue(e, now);
@@ -278,8 +279,8 @@ impl Tracker {
             let p = self.pending.get_mut(i)?;
             p.retry_at = None;
             let (id, events, key) = (
-                std::mem::take(&mut p.id),
-                std::mem::take(&mut p.events),
+                core::mem::take(&mut p.id),
+                core::mem::take(&mut p.events),
                 p.key,
             );
             let (body, batch) = self.encode(id, events, now);
@@ -360,7 +361,7 @@ mod tests {
     use super::*;
     use crate::config::RawOptions;
     use crate::consent::Change;
-    use waymark_protocol::{CartAction, EventType, Item};
+    use waymark_protocol::{CartAction, EventType, Item, PropValue};
 
     const T0: i64 = 1_763_850_000_000;
 
@@ -435,7 +436,7 @@ mod tests {
         let mut t = Tracker::new(cfg("required"), false, false);
         let mut r = rng();
         t.page_view(T0, &ctx("https://s.example/"), "", Nav::Load, &mut r);
-        t.track(T0, "signup", BTreeMap::new());
+        t.track(T0, "signup", Props::new());
         t.cart(T0, cart_add());
         t.flush(T0);
         t.visibility(T0, true);
@@ -461,18 +462,18 @@ mod tests {
     #[test]
     fn revoke_drops_queue_and_pending() {
         let mut t = granted();
-        t.track(T0, "a", BTreeMap::new());
+        t.track(T0, "a", Props::new());
         t.flush(T0);
         let mut r = rng();
         let out = t.next_send(T0, &mut r).unwrap();
-        t.track(T0, "b", BTreeMap::new());
+        t.track(T0, "b", Props::new());
         assert_eq!(t.consent(Command::Revoke), Change::Stop);
         assert_eq!(t.queued(), 0);
         assert_eq!(t.pv(), None);
         t.delivered(out.key, Outcome::Retry { after_ms: None }, T0, &mut r);
         assert!(drain(&mut t, T0 + 3_600_000).is_empty());
         assert_eq!(t.deadline(T0), None);
-        t.track(T0, "c", BTreeMap::new());
+        t.track(T0, "c", Props::new());
         assert_eq!(t.queued(), 0, "nothing after revoke");
     }
 
@@ -505,7 +506,7 @@ mod tests {
     fn ten_events_flush_at_once() {
         let mut t = granted();
         for i in 0..8 {
-            t.track(T0 + i, "e", BTreeMap::new());
+            t.track(T0 + i, "e", Props::new());
         }
         assert!(drain(&mut t, T0 + 10).is_empty());
         t.cart(T0 + 10, cart_add());
@@ -656,7 +657,7 @@ mod tests {
         let at = t.deadline(T0 + 5_100).unwrap();
         assert_eq!(at, T0 + 15_100, "Retry-After is honoured");
         // New events wait while the collector asked us to back off.
-        t.track(T0 + 6_000, "x", BTreeMap::new());
+        t.track(T0 + 6_000, "x", Props::new());
         t.flush(T0 + 6_000);
         assert!(drain(&mut t, at - 1).is_empty());
         assert_eq!(
@@ -696,7 +697,7 @@ mod tests {
         t.delivered(out.key, Outcome::Retry { after_ms: None }, now, &mut r);
         assert_eq!(t.deadline(now), None, "given up");
         assert_eq!(t.failed(), 1);
-        t.track(now, "y", BTreeMap::new());
+        t.track(now, "y", Props::new());
         t.flush(now);
         let o = drain(&mut t, now).remove(0);
         t.delivered(o.key, Outcome::Rejected, now, &mut r);
@@ -720,7 +721,7 @@ mod tests {
             T0 + 5_000,
             &mut r,
         );
-        t.track(T0 + 6_000, "x", BTreeMap::new());
+        t.track(T0 + 6_000, "x", Props::new());
         t.visibility(T0 + 7_000, true);
         let sent = drain(&mut t, T0 + 7_000);
         assert_eq!(sent.len(), 2);
@@ -767,7 +768,7 @@ mod tests {
         let mut t = granted();
         let long = "x".repeat(250);
         for i in 0..300 {
-            let mut props = BTreeMap::new();
+            let mut props = Props::new();
             for k in 0..4 {
                 props.insert(format!("k{k}"), PropValue::Text(long.clone()));
             }
@@ -811,7 +812,7 @@ mod tests {
             &mut r,
         );
         for i in 0..8 {
-            t.track(T0 + 5_001 + i, "e", BTreeMap::new());
+            t.track(T0 + 5_001 + i, "e", Props::new());
         }
         assert_eq!(t.queued(), 5);
         assert_eq!(t.dropped(), 3);
@@ -820,7 +821,7 @@ mod tests {
     #[test]
     fn invalid_api_events_are_dropped_silently() {
         let mut t = granted();
-        t.track(T0, "", BTreeMap::new());
+        t.track(T0, "", Props::new());
         t.cart(T0, CartInput::default());
         assert_eq!(t.queued(), 1, "only the page view");
     }

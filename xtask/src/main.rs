@@ -165,7 +165,8 @@ fn cargo_build(root: &Path, opt_level: &str) -> Result<PathBuf> {
             "--target",
             "wasm32-unknown-unknown",
         ])
-        .args(["--profile", "wasm", "--locked"])
+        // Without `std` (see sdk/Cargo.toml): no panic messages or formatting in the bundle.
+        .args(["--profile", "wasm", "--locked", "--no-default-features"])
         .env("CARGO_PROFILE_WASM_OPT_LEVEL", opt_level)
         .env("CARGO_ENCODED_RUSTFLAGS", flags)
         .current_dir(root))?;

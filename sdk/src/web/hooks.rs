@@ -5,9 +5,9 @@
 //! All callbacks are `Fn` closures: the page may re-enter them (a router calling `pushState` from
 //! inside `pushState`), which wasm-bindgen refuses for `FnMut`.
 
+use alloc::rc::Rc;
+use core::cell::Cell;
 use js_sys::{Array, Function, Object, Proxy, Reflect};
-use std::cell::Cell;
-use std::rc::Rc;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{AddEventListenerOptions, Event, EventTarget};

@@ -1,13 +1,14 @@
 //! The browser shell around [`Tracker`]: the exported entry points, the listeners that feed it,
 //! the wake-up timer and the transport.
 //!
-//! One `Sdk` lives in a thread-local. Every callback goes through [`with`], which skips the call
+//! One `Sdk` lives in a static. Every callback goes through [`with`], which skips the call
 //! when the SDK is not started or already busy (a re-entrant call is dropped, never a panic), and
 //! afterwards sends whatever became due and re-arms the single timer.
 //!
 //! Architecture Invariant: no cookie and no client-side storage is ever read or written here; the
 //! only things that leave the page are the batches. No entry point throws into the page.
 
+use crate::prelude::*;
 mod hooks;
 mod read;
 mod transport;
@@ -19,16 +20,28 @@ use crate::config::{Config, SpaMode};
 use crate::consent::{Change, Command};
 use crate::event::PageCtx;
 use crate::tracker::Tracker;
+use core::cell::RefCell;
 use read::Declared;
-use std::cell::RefCell;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{Document, Element, Event, Window};
 
-thread_local! {
-    static SDK: RefCell<Option<Sdk>> = const { RefCell::new(None) };
+/// The one SDK of the page. `std`'s `thread_local!` is not in the `no_std` bundle.
+struct Slot(RefCell<Option<Sdk>>);
+
+impl Slot {
+    fn with<R>(&self, f: impl FnOnce(&RefCell<Option<Sdk>>) -> R) -> R {
+        f(&self.0)
+    }
 }
+
+// SAFETY: the Wasm is built without the `atomics` target feature, so it has exactly one thread
+// and `SDK` is never shared between threads (JavaScript values cannot cross threads anyway).
+#[cfg(not(target_feature = "atomics"))]
+unsafe impl Sync for Slot {}
+
+static SDK: Slot = Slot(RefCell::new(None));
 
 /// Input closer together than this is one activity sample (pointermove fires at frame rate).
 const INPUT_SAMPLE_MS: i64 = 1_000;
@@ -137,7 +150,7 @@ impl Sdk {
         self.install();
         self.view(now, Nav::Load);
         self.request_frame();
-        if std::mem::take(&mut self.replay_datalayer) && self.tracker.config().auto_cart {
+        if core::mem::take(&mut self.replay_datalayer) && self.tracker.config().auto_cart {
             if let Some(dl) = self.datalayer() {
                 let len = read::number(&read::get(&dl, "length")).unwrap_or(0.0) as u32;
                 for i in 0..len.min(1_000) {

@@ -6,9 +6,10 @@
 
 use crate::config::RawOptions;
 use crate::event::CartInput;
+use crate::prelude::*;
 use js_sys::{Array, Number, Object, Reflect};
-use std::collections::BTreeMap;
 use wasm_bindgen::{JsCast, JsValue};
+use waymark_protocol::Props;
 use waymark_protocol::{CartAction, Item, PropValue};
 use web_sys::Element;
 
@@ -47,7 +48,7 @@ pub fn text(v: &JsValue) -> Option<String> {
     }
     let n = v.as_f64()?;
     // JavaScript's own `String(n)`: no number formatting code in the Wasm.
-    if n.fract() != 0.0 || n.abs() >= 1e15 {
+    if !crate::is_whole(n) || n.abs() >= 1e15 {
         return None;
     }
     v.unchecked_ref::<Number>()
@@ -85,8 +86,8 @@ pub fn options(o: &JsValue) -> RawOptions {
 }
 
 /// Custom-event properties: own enumerable string, number and boolean values.
-pub fn props(o: &JsValue) -> BTreeMap<String, PropValue> {
-    let mut out = BTreeMap::new();
+pub fn props(o: &JsValue) -> Props {
+    let mut out = Props::new();
     let Some(obj) = o.dyn_ref::<Object>().filter(|_| o.is_object()) else {
         return out;
     };
@@ -129,7 +130,7 @@ fn quantity(v: &JsValue) -> i64 {
         return 1;
     }
     match number(v) {
-        Some(q) if q.fract() == 0.0 && q >= 1.0 => q.min(1e9) as i64,
+        Some(q) if crate::is_whole(q) && q >= 1.0 => q.min(1e9) as i64,
         _ => 0,
     }
 }
@@ -208,7 +209,7 @@ pub fn datalayer(entry: &JsValue) -> Option<CartInput> {
 /// What a click on a `data-waymark-cart` / `data-waymark-event` element means.
 pub enum Declared {
     Cart(CartInput),
-    Custom(String, BTreeMap<String, PropValue>),
+    Custom(String, Props),
 }
 
 /// Prefix of declarative custom-event properties.
@@ -247,7 +248,7 @@ pub fn declared(el: &Element) -> Option<Declared> {
         }));
     }
     let name = attr("event")?;
-    let mut props = BTreeMap::new();
+    let mut props = Props::new();
     let names = el.get_attribute_names();
     for i in 0..names.length() {
         let Some(full) = index(&names, i).as_string() else {
