@@ -120,6 +120,11 @@ impl Tracker {
         self.queue.len()
     }
 
+    /// The page is hidden: what is sent now goes by beacon, as the page may be going away.
+    pub fn hidden(&self) -> bool {
+        self.hidden
+    }
+
     /// The current page view's id, if capturing.
     pub fn pv(&self) -> Option<&str> {
         self.page.as_ref().map(|p| p.pv.as_str())

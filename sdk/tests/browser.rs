@@ -12,7 +12,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 use waymark_protocol::{Batch, CartAction, EventType, PropValue};
-use waymark_sdk::web::{command, shutdown, start, Listener, Patch};
+use waymark_sdk::web::{command, queued, shutdown, start, Listener, Patch};
 use web_sys::{Event, HtmlElement, Response, ResponseInit};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -534,6 +534,30 @@ async fn hidden_page_sends_by_beacon_with_engagement() {
     assert_eq!(net.beacons.borrow().len(), 1, "one beacon, nothing twice");
     let kinds: Vec<_> = net.events().iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [EventType::Pageview, EventType::Engagement]);
+    shutdown();
+}
+
+#[wasm_bindgen_test]
+async fn the_tenth_event_is_posted_in_a_task_of_its_own_and_flush_posts_at_once() {
+    fresh("");
+    let net = Net::install();
+    start(options("not-required"));
+    // The page view is the first event; nine more make ten.
+    for i in 0..9 {
+        cmd2("track", &format!("e{i}"), JsValue::UNDEFINED);
+    }
+    assert_eq!(queued(), Some(10));
+    assert!(net.fetched.borrow().is_empty(), "not inside the 10th call");
+    sleep(20).await;
+    assert_eq!(net.fetched.borrow().len(), 1, "right after it");
+    assert_eq!(net.events().len(), 10);
+    cmd2("track", "more", JsValue::UNDEFINED);
+    cmd("flush");
+    assert_eq!(
+        net.fetched.borrow().len(),
+        2,
+        "an explicit flush posts in the call"
+    );
     shutdown();
 }
 

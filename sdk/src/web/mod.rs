@@ -3,7 +3,8 @@
 //!
 //! One `Sdk` lives in a static. Every callback goes through [`with`], which skips the call
 //! when the SDK is not started or already busy (a re-entrant call is dropped, never a panic), and
-//! afterwards sends whatever became due and re-arms the single timer.
+//! afterwards sends whatever became due (a visible page's posts in a task of their own, see
+//! `Sdk::pump`) and re-arms the single timer.
 //!
 //! Architecture Invariant: no cookie and no client-side storage is ever read or written here; the
 //! only things that leave the page are the batches. No entry point throws into the page.
@@ -64,7 +65,7 @@ fn random(buf: &mut [u8]) {
     }
 }
 
-/// Runs `f` on the started SDK, then sends what is due and re-arms the timer.
+/// Runs `f` on the started SDK, then sends what is due (see [`Sdk::pump`]) and re-arms the timer.
 fn with(f: impl FnOnce(&mut Sdk, i64)) {
     SDK.with(|cell| {
         let Ok(mut guard) = cell.try_borrow_mut() else {
@@ -109,6 +110,8 @@ struct Sdk {
     frame: Option<i32>,
     frame_cb: Closure<dyn Fn()>,
     last_input: i64,
+    /// The next pump posts what is due itself: set by the timer's task and `waymark('flush')`.
+    post_now: bool,
     /// The `dataLayer` entries pushed before capture starts are replayed once, at the first
     /// start, unless the visitor said no before (then what was pushed meanwhile is skipped).
     replay_datalayer: bool,
@@ -137,7 +140,10 @@ impl Sdk {
                 }
             }
             "cart" => self.tracker.cart(now, read::cart(a, b)),
-            "flush" => self.tracker.flush(now),
+            "flush" => {
+                self.tracker.flush(now);
+                self.post_now = true;
+            }
             _ => {}
         }
     }
@@ -352,7 +358,13 @@ impl Sdk {
 
     /// Posts everything due, then arms the timer for the next deadline.
     fn pump(&mut self, now: i64) {
-        for _ in 0..MAX_POSTS_PER_PUMP {
+        // A visible page's post gets a task of its own (the timer's, armed below with no delay),
+        // so the call that queued the 10th event does not also pay for the post: the browser's
+        // `fetch()` alone takes about 0.5 ms (BENCHMARKS.md). A hidden page may be going away, so
+        // its beacon goes now.
+        let inline = core::mem::take(&mut self.post_now) || self.tracker.hidden();
+        let posts = if inline { MAX_POSTS_PER_PUMP } else { 0 };
+        for _ in 0..posts {
             let Some(out) = self.tracker.next_send(now, &mut random) else {
                 break;
             };
@@ -372,8 +384,11 @@ impl Sdk {
             self.window.clear_timeout_with_handle(id);
         }
         if let Some(at) = want {
-            // Never a zero-delay loop, whatever the deadline says.
-            let ms = (at - now).clamp(10, i64::from(i32::MAX)) as i32;
+            // A due post left for the timer runs at once; the timer's own pump posts inline, so
+            // that is never a zero-delay loop. After an inline pump, at least 10 ms, whatever
+            // the deadline says.
+            let min = if inline { 10 } else { 0 };
+            let ms = (at - now).clamp(min, i64::from(i32::MAX)) as i32;
             let cb = self.timer_cb.as_ref().unchecked_ref();
             if let Ok(id) = self
                 .window
@@ -434,10 +449,16 @@ pub fn start(options: JsValue) {
             listeners: Vec::new(),
             patches: Vec::new(),
             timer: None,
-            timer_cb: Closure::new(|| with(|s, _| s.timer = None)),
+            timer_cb: Closure::new(|| {
+                with(|s, _| {
+                    s.timer = None;
+                    s.post_now = true;
+                })
+            }),
             frame: None,
             frame_cb: Closure::new(|| with(|s, now| s.measure(now))),
             last_input: 0,
+            post_now: false,
             replay_datalayer: !signal,
         });
         true
