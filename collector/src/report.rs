@@ -1506,12 +1506,19 @@ pub fn session_row(r: &SessionRecord) -> Vec<Value> {
         .collect()
 }
 
+/// One RFC 4180 field. Text that a spreadsheet would run as a formula (it starts with `=`, `+`,
+/// `-`, `@`, a tab or a carriage return: page titles and paths come from the visited site, and a
+/// visitor can choose the URL) gets a leading `'`, as OWASP's "CSV injection" advice says, so
+/// opening an export in Excel or LibreOffice never evaluates it. Numbers are written as they are.
 fn csv_field(out: &mut String, v: &Value) {
-    let text = match v {
+    let mut text = match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
+    if matches!(v, Value::String(_)) && text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        text.insert(0, '\'');
+    }
     if text.contains([',', '"', '\n', '\r']) {
         out.push('"');
         out.push_str(&text.replace('"', "\"\""));
@@ -1789,6 +1796,39 @@ pub fn render_text(report: &str, v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line(row: &[Value]) -> String {
+        let mut out = String::new();
+        export_line(&mut out, Format::Csv, &[], row);
+        out
+    }
+
+    #[test]
+    fn csv_quotes_and_neutralises_formulas_but_not_numbers() {
+        assert_eq!(
+            line(&[
+                serde_json::json!("/a"),
+                serde_json::json!("say \"hi\", ok"),
+                serde_json::json!(null),
+                serde_json::json!(-3),
+                serde_json::json!(1.5)
+            ]),
+            "/a,\"say \"\"hi\"\", ok\",,-3,1.5\r\n"
+        );
+        assert_eq!(
+            line(&[
+                serde_json::json!("=HYPERLINK(\"http://x\")"),
+                serde_json::json!("+1"),
+                serde_json::json!("-2"),
+                serde_json::json!("@SUM(A1)")
+            ]),
+            "\"'=HYPERLINK(\"\"http://x\"\")\",'+1,'-2,'@SUM(A1)\r\n"
+        );
+        assert_eq!(
+            line(&[serde_json::json!("\tx"), serde_json::json!("\ry")]),
+            "'\tx,\"'\ry\"\r\n"
+        );
+    }
 
     fn ev(session: u64, ts: i64, kind: &str, path: &str, action: Option<&str>) -> FunnelEvent {
         FunnelEvent {

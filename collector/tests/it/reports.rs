@@ -1351,9 +1351,9 @@ pub(crate) fn attribution_looks_back_over_the_visitors_day_and_export_streams_on
         ],
     );
     // Person 2: direct, a reload of the home page (collapses on the map), a titled page that
-    // needs CSV quoting, and a sign-up.
+    // needs CSV quoting and looks like a spreadsheet formula, and a sign-up.
     let mut about = pv(12_000, "c3pageview", "/about");
-    about["title"] = json!("About us, \"the shop\"");
+    about["title"] = json!("=About us, \"the shop\"");
     send(
         &s,
         &PEOPLE[2],
@@ -1461,7 +1461,8 @@ pub(crate) fn attribution_looks_back_over_the_visitors_day_and_export_streams_on
     assert_eq!(map["sessions"], 3);
     assert_eq!(map["links"].as_array().unwrap().len(), 6);
 
-    // Export: every stored row, NDJSON parseable, CSV quoted, the CLI byte for byte the same.
+    // Export: every stored row, NDJSON parseable, CSV quoted (a formula-like title neutralised
+    // with a leading `'`), the CLI byte for byte the same.
     let export = |q: &str| get(&s, &format!("/api/v1/sites/shop/export?{q}"), Some(TOKEN));
     let r = export("table=events&format=ndjson");
     assert_eq!(r.status, 200, "{}", r.body);
@@ -1476,7 +1477,7 @@ pub(crate) fn attribution_looks_back_over_the_visitors_day_and_export_streams_on
         .windows(2)
         .all(|w| w[0]["ts"].as_i64() <= w[1]["ts"].as_i64()));
     let about: Vec<&Value> = lines.iter().filter(|l| l["path"] == "/about").collect();
-    assert_eq!(about[0]["title"], "About us, \"the shop\"");
+    assert_eq!(about[0]["title"], "=About us, \"the shop\"");
     let session = about[0]["session"].as_str().unwrap();
     assert!(session.len() == 16 && session.chars().all(|c| c.is_ascii_hexdigit()));
     assert!(lines
@@ -1494,7 +1495,7 @@ pub(crate) fn attribution_looks_back_over_the_visitors_day_and_export_streams_on
     );
     assert_eq!(r.body.matches("\r\n").count(), events + 1);
     assert!(
-        r.body.contains(",/about,\"About us, \"\"the shop\"\"\","),
+        r.body.contains(",/about,\"'=About us, \"\"the shop\"\"\","),
         "{}",
         r.body
     );
