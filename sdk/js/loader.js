@@ -1,23 +1,24 @@
 /* Script-tag loader, appended by `cargo xtask build-sdk` to the wasm-bindgen `no-modules` glue
  * (`wasm_bindgen` below); both are wrapped in one function so nothing but `window.waymark` leaks.
  * It installs the queueing stub of SDK.md (if the page has none), loads `waymark_bg.wasm` from
- * beside this script, starts the SDK with the tag's data- attributes, then replays the queued
- * calls in order and replaces the stub. Nothing here may throw into the page.
- * That synchronous start-up work is timed as the `waymark:start` performance measure. */
+ * beside this script, starts the SDK with the tag's data- attributes, then, in a task of its own
+ * (so that start-up never holds the main thread for both), replays the queued calls in order
+ * and replaces the stub; calls made in between join the queue. Nothing here may throw into the
+ * page. Both steps are timed: the `waymark:start` and `waymark:replay` performance measures. */
 var w = window;
 var s = document.currentScript;
 var noop = function () {};
 var stub = w.waymark = w.waymark || function () { (stub.q = stub.q || []).push(arguments); };
 var attr = function (name) { return s.getAttribute('data-' + name); };
-var perf = function (method, start) {
-  try { w.performance[method]('waymark:start', start); } catch (e) { /* no User Timing */ }
+var perf = function (method, name, start) {
+  try { w.performance[method](name, start); } catch (e) { /* no User Timing */ }
 };
 if (!s || !s.src || typeof WebAssembly != 'object') {
   w.waymark = noop;
   return;
 }
 wasm_bindgen({ module_or_path: new URL('waymark_bg.wasm', s.src) }).then(function () {
-  perf('mark');
+  perf('mark', 'waymark:start');
   var run = function () {
     try { wasm_bindgen.command.apply(null, arguments); } catch (e) { /* never throw into the page */ }
   };
@@ -31,8 +32,12 @@ wasm_bindgen({ module_or_path: new URL('waymark_bg.wasm', s.src) }).then(functio
       autoCart: attr('auto-cart')
     });
   } catch (e) { /* the SDK stays off */ }
-  var queued = w.waymark.q || [];
-  w.waymark = run;
-  for (var i = 0; i < queued.length; i++) run.apply(null, queued[i]);
-  perf('measure', 'waymark:start');
+  perf('measure', 'waymark:start', 'waymark:start');
+  setTimeout(function () {
+    perf('mark', 'waymark:replay');
+    var queued = w.waymark.q || [];
+    w.waymark = run;
+    for (var i = 0; i < queued.length; i++) run.apply(null, queued[i]);
+    perf('measure', 'waymark:replay', 'waymark:replay');
+  }, 0);
 }, function () { w.waymark = noop; });

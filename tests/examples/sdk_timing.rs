@@ -17,11 +17,11 @@
 //! - Start-up: first loads in fresh browsers (cold: nothing cached) and repeated loads in one
 //!   browser (warm) of `/bench/` with queued stub calls (consent grant, a `dataLayer` entry, a
 //!   track and a cart call, all replayed at start-up) and of `/bench/?queue=0` (nothing queued,
-//!   consent pending). Reported: the loader's `waymark:start` measure (start() + replaying the
-//!   queue), the evaluation of `waymark.js` (marks of two deferred scripts around it), the longest
+//!   consent pending). Reported: the loader's `waymark:start` measure (start()) and
+//!   `waymark:replay` measure (replaying the queue, in a task of its own), the evaluation of `waymark.js` (marks of two deferred scripts around it), the longest
 //!   busy stretch of the main thread that begins after the script and before ready (a
 //!   MessageChannel lag monitor; it holds instantiation, glue set-up and `waymark:start` when they
-//!   run in one task, and whatever else the page did then), the time from script execution to
+//!   run in one task, and whatever else the page did then; ready = the replay's end), the time from script execution to
 //!   ready, and the longest `longtask` entry overlapping that (Chromium only).
 //! - Per call: per page load, `CALLS` calls of each kind (`SPA_CALLS` page views: browsers
 //!   throttle the History API to about 200 calls per 10 s) in rounds of 10, waiting after each
@@ -225,6 +225,7 @@ fn relay(mut client: TcpStream, upstream: SocketAddr, me: SocketAddr) -> std::io
 #[derive(Debug, Clone, Default)]
 struct Startup {
     start_measure: f64,
+    replay_measure: f64,
     script_eval: f64,
     script_to_ready: f64,
     busy_after_script: f64,
@@ -292,7 +293,8 @@ async fn load(b: &Browser, kind: Kind, url: &str, r: &mut Results) -> Startup {
     };
     assert!(
         v.get("startMeasure").and_then(Value::as_f64).is_some(),
-        "[{kind:?}] the SDK loaded but left no `waymark:start` measure: sdk/dist predates \
+        "[{kind:?}] the SDK loaded but left no `waymark:start` and `waymark:replay` measures: \
+         sdk/dist predates \
          sdk/js/loader.js; run `cargo xtask build-sdk`"
     );
     r.resolution = num(&v, "resolution");
@@ -300,6 +302,7 @@ async fn load(b: &Browser, kind: Kind, url: &str, r: &mut Results) -> Startup {
     r.longtask_supported = v["longtaskSupported"].as_bool() == Some(true);
     Startup {
         start_measure: num(&v, "startMeasure"),
+        replay_measure: num(&v, "replayMeasure"),
         script_eval: num(&v, "scriptEval"),
         script_to_ready: num(&v, "scriptToReady"),
         busy_after_script: num(&v, "longestGapAfter"),
@@ -495,9 +498,10 @@ fn report(kind: Kind, r: &Results) {
     println!(
         "Start-up (ms, median / max over loads). Cold: the first load in a fresh browser; warm: \
          repeated loads in one browser.\n\n\
-         | load | queued stub calls | loads | `waymark:start` | `waymark.js` evaluation | longest \
-         busy stretch after it until ready | script execution → ready | longest `longtask` in it |\n\
-         |---|---|---|---|---|---|---|---|"
+         | load | queued stub calls | loads | `waymark:start` | `waymark:replay` | `waymark.js` \
+         evaluation | longest busy stretch after it until ready | script execution → ready | \
+         longest `longtask` in it |\n\
+         |---|---|---|---|---|---|---|---|---|"
     );
     for ((cold, queued), list) in &r.startups {
         let col = |f: fn(&Startup) -> f64| {
@@ -513,7 +517,7 @@ fn report(kind: Kind, r: &Results) {
             "not supported".into()
         };
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {longtask} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {longtask} |",
             if *cold { "cold" } else { "warm" },
             if *queued {
                 "consent grant + 3 calls"
@@ -522,6 +526,7 @@ fn report(kind: Kind, r: &Results) {
             },
             list.len(),
             col(|s| s.start_measure),
+            col(|s| s.replay_measure),
             col(|s| s.script_eval),
             col(|s| s.busy_after_script),
             col(|s| s.script_to_ready),
@@ -529,7 +534,8 @@ fn report(kind: Kind, r: &Results) {
     }
     println!(
         "\nPer call (ms). median: of per-round averages of the calls that posted nothing; \
-         p99 and max: single calls, posts included; mean: all time / calls (posts amortized); \
+         p99 and max: single calls; mean: all time / calls (the posts are tasks of their own, \
+         the \"post task\" rows); \
          \"page's own\": the same work without the SDK (median, as above):\n\n\
          | call | calls | median | page's own | SDK's share | p99 | max | p99 / max of calls without \
          a post | mean | calls > 0.1 ms |\n\
