@@ -7,6 +7,7 @@
 //! `[last input, last input + IDLE_MS]`.
 
 use crate::prelude::*;
+
 /// Input older than this no longer counts as engagement.
 pub const IDLE_MS: i64 = 30_000;
 

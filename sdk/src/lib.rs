@@ -89,9 +89,8 @@ pub mod web;
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
-/// The bundle's panic handler: trap. The Wasm instance is then unusable, like after any trap,
-/// and the JavaScript glue's entry points catch the resulting `RuntimeError` (no entry point
-/// throws into the page).
+/// The bundle's panic handler: trap, as `panic = "abort"` did before. The loader's and the npm
+/// module's entry points catch the resulting `RuntimeError`, so nothing is thrown into the page.
 #[cfg(all(target_arch = "wasm32", not(feature = "std")))]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {

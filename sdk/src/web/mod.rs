@@ -9,7 +9,6 @@
 //! Architecture Invariant: no cookie and no client-side storage is ever read or written here; the
 //! only things that leave the page are the batches. No entry point throws into the page.
 
-use crate::prelude::*;
 mod hooks;
 mod read;
 mod transport;
@@ -20,6 +19,7 @@ use crate::capture::{scroll_percent, Nav};
 use crate::config::{Config, SpaMode};
 use crate::consent::{Change, Command};
 use crate::event::PageCtx;
+use crate::prelude::*;
 use crate::tracker::Tracker;
 use core::cell::RefCell;
 use read::Declared;
