@@ -157,10 +157,6 @@ impl Props {
         self.0.is_empty()
     }
 
-    pub fn clear(&mut self) {
-        self.0.clear();
-    }
-
     /// The entries in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &PropValue)> {
         self.into_iter()
@@ -195,12 +191,6 @@ impl<'a> IntoIterator for &'a Props {
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(|(k, v)| (k.as_str(), v))
-    }
-}
-
-impl FromIterator<(String, PropValue)> for Props {
-    fn from_iter<I: IntoIterator<Item = (String, PropValue)>>(iter: I) -> Props {
-        Props::from_entries(iter.into_iter().collect())
     }
 }
 
@@ -782,7 +772,7 @@ mod tests {
         props.insert("plan".to_string(), PropValue::Text("x".repeat(257)));
         e.props = Some(props.clone());
         assert_eq!(e.validate().unwrap_err().field, "props.plan");
-        props.clear();
+        let mut props = Props::new();
         for i in 0..31 {
             props.insert(format!("k{i}"), PropValue::Bool(true));
         }
