@@ -15,6 +15,37 @@ pub const FLUSH_COUNT: usize = 10;
 /// Delay from the first queued event to the flush.
 pub const FLUSH_DELAY_MS: i64 = 5_000;
 
+/// What the browser glue does with its one timer after a pump.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// Leave the armed timer (or none) as it is.
+    Keep,
+    /// Clear the armed timer, if any, and arm one for this time.
+    Arm(i64),
+}
+
+/// The timer policy. `armed`: when the armed timer fires; `want`: the tracker's next deadline;
+/// `posted`: this pump posted a batch.
+///
+/// Arming a timer costs the task that does it about 0.1 ms in Chromium (BENCHMARKS.md, "SDK
+/// main-thread time"), and the call that queues a batch's first event is the page's. So a timer
+/// that fires no later than wanted stays armed (firing early only pumps and re-arms for the rest,
+/// in the SDK's own task), and one with nothing left to do is left to fire in vain rather than
+/// cleared; and after a post, the timer for the next batch's delay is armed at once, so that the
+/// next first event usually finds one armed early enough.
+pub fn timer(armed: Option<i64>, want: Option<i64>, posted: bool, now: i64) -> Timer {
+    let want = want.or(if posted {
+        Some(now + FLUSH_DELAY_MS)
+    } else {
+        None
+    });
+    match (armed, want) {
+        (Some(a), Some(w)) if a > w => Timer::Arm(w),
+        (None, Some(w)) => Timer::Arm(w),
+        _ => Timer::Keep,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Queue {
     events: Vec<Event>,
@@ -108,6 +139,41 @@ mod tests {
 
     fn ev(at: i64) -> Event {
         Event::new(EventType::Pageview, at, "k3J9xq2L", "https://s.example/")
+    }
+
+    #[test]
+    fn a_timer_armed_early_enough_stays_armed() {
+        // Nothing armed: arm for the deadline.
+        assert_eq!(timer(None, Some(5_000), false, 0), Timer::Arm(5_000));
+        // Armed earlier than (or at) the deadline: it fires and re-arms for the rest.
+        assert_eq!(timer(Some(4_000), Some(5_000), false, 100), Timer::Keep);
+        assert_eq!(timer(Some(5_000), Some(5_000), false, 100), Timer::Keep);
+        // Armed too late (ten events queued: due now): arm again for now.
+        assert_eq!(timer(Some(5_000), Some(100), false, 100), Timer::Arm(100));
+        // Nothing wanted: an armed timer is left to fire in vain, none is armed.
+        assert_eq!(timer(Some(5_000), None, false, 100), Timer::Keep);
+        assert_eq!(timer(None, None, false, 100), Timer::Keep);
+    }
+
+    #[test]
+    fn after_a_post_the_next_delay_is_armed_at_once() {
+        assert_eq!(
+            timer(None, None, true, 1_000),
+            Timer::Arm(1_000 + FLUSH_DELAY_MS)
+        );
+        // A deadline of its own (a retry, events left) wins.
+        assert_eq!(timer(None, Some(1_500), true, 1_000), Timer::Arm(1_500));
+        // The next batch's first event at 3 000 wants 8 000: the timer armed at the post
+        // (6 000) fires first and re-arms for the rest.
+        assert_eq!(
+            timer(
+                Some(1_000 + FLUSH_DELAY_MS),
+                Some(3_000 + FLUSH_DELAY_MS),
+                false,
+                3_000
+            ),
+            Timer::Keep
+        );
     }
 
     #[test]

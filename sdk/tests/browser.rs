@@ -561,6 +561,53 @@ async fn the_tenth_event_is_posted_in_a_task_of_its_own_and_flush_posts_at_once(
     shutdown();
 }
 
+/// How many times `f` called `setTimeout`.
+fn timers_armed_by(f: impl FnOnce()) -> u32 {
+    let w = window();
+    let original: Function = get(&w, "setTimeout").unchecked_into();
+    let count = Rc::new(Cell::new(0));
+    let (c, o) = (count.clone(), original.clone());
+    let counting = Closure::<dyn Fn(JsValue, JsValue) -> JsValue>::new(move |cb, ms| {
+        c.set(c.get() + 1);
+        o.call2(&window(), &cb, &ms).unwrap()
+    });
+    set(&w, "setTimeout", counting.as_ref());
+    f();
+    set(&w, "setTimeout", &original);
+    count.get()
+}
+
+#[wasm_bindgen_test]
+async fn the_first_event_after_a_post_arms_no_timer_and_still_waits_five_seconds() {
+    fresh("");
+    let net = Net::install();
+    start(options("not-required"));
+    for i in 0..9 {
+        cmd2("track", &format!("e{i}"), JsValue::UNDEFINED);
+    }
+    sleep(20).await;
+    assert_eq!(net.fetched.borrow().len(), 1, "ten events posted");
+    sleep(1_000).await;
+    // The post's task armed the timer for the next batch already: the page's call does not.
+    let armed = timers_armed_by(|| cmd2("track", "next", JsValue::UNDEFINED));
+    assert_eq!(
+        armed, 0,
+        "the first event of a batch arms no timer in the page's call"
+    );
+    assert_eq!(queued(), Some(1));
+    // That timer fires 5 s after the post, a second early: it re-arms for the rest.
+    sleep(4_400).await;
+    assert_eq!(
+        net.fetched.borrow().len(),
+        1,
+        "not before 5 s after the first event"
+    );
+    sleep(1_000).await;
+    assert_eq!(net.fetched.borrow().len(), 2, "5 s after the first event");
+    assert_eq!(net.events().len(), 11);
+    shutdown();
+}
+
 #[wasm_bindgen_test]
 async fn unavailable_collector_is_retried_with_the_same_batch_id() {
     fresh("");

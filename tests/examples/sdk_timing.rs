@@ -538,8 +538,8 @@ fn report(kind: Kind, r: &Results) {
          the \"post task\" rows); \
          \"page's own\": the same work without the SDK (median, as above):\n\n\
          | call | calls | median | page's own | SDK's share | p99 | max | p99 / max of calls without \
-         a post | mean | calls > 0.1 ms |\n\
-         |---|---|---|---|---|---|---|---|---|---|"
+         a post | mean | calls > 0.1 ms | page's own: p99 / max / calls > 0.1 ms |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|"
     );
     for (what, calls) in &r.calls {
         let label = KINDS.iter().find(|k| k.0 == *what).map_or(*what, |k| k.1);
@@ -555,8 +555,12 @@ fn report(kind: Kind, r: &Results) {
         let mean = all.iter().sum::<f64>() / all.len().max(1) as f64;
         let over = all.iter().filter(|&&x| x > 0.1).count();
         let (median, own) = (round_median(&calls.sdk), round_median(&calls.base));
+        // The same statistics for the work without the SDK: single slow calls there come from
+        // the browser and the machine (GC, other processes), not from the SDK.
+        let base = sorted(calls.base.iter().map(|c| c.ms).collect());
+        let base_over = base.iter().filter(|&&x| x > 0.1).count();
         println!(
-            "| {label} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {:.1} % |",
+            "| {label} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {:.1} % | {} / {} / {:.1} % |",
             all.len(),
             ms(median),
             ms(own),
@@ -566,7 +570,10 @@ fn report(kind: Kind, r: &Results) {
             ms(pct(&plain, 0.99)),
             ms(pct(&plain, 1.0)),
             ms(mean),
-            100.0 * over as f64 / all.len().max(1) as f64
+            100.0 * over as f64 / all.len().max(1) as f64,
+            ms(pct(&base, 0.99)),
+            ms(pct(&base, 1.0)),
+            100.0 * base_over as f64 / base.len().max(1) as f64
         );
     }
     // The posts: a visible page's batch goes out in a timer task of the SDK's own, right after
@@ -588,13 +595,39 @@ fn report(kind: Kind, r: &Results) {
         ("… the rest (batch JSON, bookkeeping)", &own),
     ] {
         println!(
-            "| {label} | {} | {} | – | – | {} | {} | – | – | {:.1} % |",
+            "| {label} | {} | {} | – | – | {} | {} | – | – | {:.1} % | – |",
             v.len(),
             ms(pct(v, 0.5)),
             ms(pct(v, 0.99)),
             ms(pct(v, 1.0)),
             100.0 * v.iter().filter(|&&x| x > 0.1).count() as f64 / v.len().max(1) as f64
         );
+    }
+    // Where in a round the slow calls fall: the round's 10th call is the one that queues the
+    // 10th event and arms the post task.
+    println!(
+        "\nCalls over 0.1 ms by position in the round of 10 (%):\n\n\
+         | call | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for (what, calls) in &r.calls {
+        let label = KINDS.iter().find(|k| k.0 == *what).map_or(*what, |k| k.1);
+        let (mut slow, mut n) = ([0usize; 10], [0usize; 10]);
+        let mut pos = 0;
+        for (j, c) in calls.sdk.iter().enumerate() {
+            pos = if j > 0 && calls.sdk[j - 1].round == c.round {
+                pos + 1
+            } else {
+                0
+            };
+            if pos < 10 {
+                n[pos] += 1;
+                slow[pos] += usize::from(c.ms > 0.1);
+            }
+        }
+        let cells: Vec<String> = (0..10)
+            .map(|k| format!("{:.1}", 100.0 * slow[k] as f64 / n[k].max(1) as f64))
+            .collect();
+        println!("| {label} | {} |", cells.join(" | "));
     }
 }
 

@@ -20,6 +20,7 @@ use crate::config::{Config, SpaMode};
 use crate::consent::{Change, Command};
 use crate::event::PageCtx;
 use crate::prelude::*;
+use crate::queue::Timer;
 use crate::tracker::Tracker;
 use core::cell::RefCell;
 use read::Declared;
@@ -364,10 +365,12 @@ impl Sdk {
         // its beacon goes now.
         let inline = core::mem::take(&mut self.post_now) || self.tracker.hidden();
         let posts = if inline { MAX_POSTS_PER_PUMP } else { 0 };
+        let mut posted = false;
         for _ in 0..posts {
             let Some(out) = self.tracker.next_send(now, &mut random) else {
                 break;
             };
+            posted = true;
             let key = out.key;
             let done = move |outcome| {
                 with(|s, now| s.tracker.delivered(key, outcome, now, &mut random));
@@ -376,26 +379,25 @@ impl Sdk {
                 self.tracker.delivered(key, outcome, now, &mut random);
             }
         }
+        let armed = self.timer.map(|(_, at)| at);
         let want = self.tracker.deadline(now);
-        if self.timer.map(|(_, at)| at) == want {
+        let Timer::Arm(at) = crate::queue::timer(armed, want, posted, now) else {
             return;
-        }
+        };
         if let Some((id, _)) = self.timer.take() {
             self.window.clear_timeout_with_handle(id);
         }
-        if let Some(at) = want {
-            // A due post left for the timer runs at once; the timer's own pump posts inline, so
-            // that is never a zero-delay loop. After an inline pump, at least 10 ms, whatever
-            // the deadline says.
-            let min = if inline { 10 } else { 0 };
-            let ms = (at - now).clamp(min, i64::from(i32::MAX)) as i32;
-            let cb = self.timer_cb.as_ref().unchecked_ref();
-            if let Ok(id) = self
-                .window
-                .set_timeout_with_callback_and_timeout_and_arguments_0(cb, ms)
-            {
-                self.timer = Some((id, at));
-            }
+        // A due post left for the timer runs at once; the timer's own pump posts inline, so
+        // that is never a zero-delay loop. After an inline pump, at least 10 ms, whatever the
+        // deadline says.
+        let min = if inline { 10 } else { 0 };
+        let ms = (at - now).clamp(min, i64::from(i32::MAX)) as i32;
+        let cb = self.timer_cb.as_ref().unchecked_ref();
+        if let Ok(id) = self
+            .window
+            .set_timeout_with_callback_and_timeout_and_arguments_0(cb, ms)
+        {
+            self.timer = Some((id, at));
         }
     }
 }
