@@ -1,10 +1,11 @@
 /* Script-tag loader, appended by `cargo xtask build-sdk` to the wasm-bindgen `no-modules` glue
  * (`wasm_bindgen` below); both are wrapped in one function so nothing but `window.waymark` leaks.
  * It installs the queueing stub of SDK.md (if the page has none), loads `waymark_bg.wasm` from
- * beside this script, starts the SDK with the tag's data- attributes, then, in a task of its own
- * (so that start-up never holds the main thread for both), replays the queued calls in order
- * and replaces the stub; calls made in between join the queue. Nothing here may throw into the
- * page. Both steps are timed: the `waymark:start` and `waymark:replay` performance measures. */
+ * beside this script, starts the SDK with the tag's data- attributes, then replays the queued
+ * calls in order, each in a task of its own (so that start-up never holds the main thread for
+ * more than one step), and replaces the stub; calls made in between join the queue. Nothing here
+ * may throw into the page. The steps are timed: the `waymark:start` measure and one
+ * `waymark:replay` measure per replay task. */
 var w = window;
 var s = document.currentScript;
 var noop = function () {};
@@ -33,11 +34,12 @@ wasm_bindgen({ module_or_path: new URL('waymark_bg.wasm', s.src) }).then(functio
     });
   } catch (e) { /* the SDK stays off */ }
   perf('measure', 'waymark:start', 'waymark:start');
-  setTimeout(function () {
+  var replay = function () {
     perf('mark', 'waymark:replay');
     var queued = w.waymark.q || [];
-    w.waymark = run;
-    for (var i = 0; i < queued.length; i++) run.apply(null, queued[i]);
+    if (queued.length) run.apply(null, queued.shift());
+    if (queued.length) setTimeout(replay, 0); else w.waymark = run;
     perf('measure', 'waymark:replay', 'waymark:replay');
-  }, 0);
+  };
+  setTimeout(replay, 0);
 }, function () { w.waymark = noop; });
