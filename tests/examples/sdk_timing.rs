@@ -603,15 +603,19 @@ fn report(kind: Kind, r: &Results) {
             100.0 * v.iter().filter(|&&x| x > 0.1).count() as f64 / v.len().max(1) as f64
         );
     }
-    // Where in a round the slow calls fall: the round's 10th call is the one that queues the
-    // 10th event and arms the post task.
+    // Where in a round the slow calls fall: the 1st call queues a batch's first event after the
+    // page waited for the previous post (like a visitor's next click after a pause); the 10th
+    // arms the post task.
     println!(
-        "\nCalls over 0.1 ms by position in the round of 10 (%):\n\n\
-         | call | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "\nCalls over 0.1 ms by position in the round of 10 (%), and the first calls' own median \
+         and p99 (ms):\n\n\
+         | call | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 | 1st call: median / p99 |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for (what, calls) in &r.calls {
         let label = KINDS.iter().find(|k| k.0 == *what).map_or(*what, |k| k.1);
         let (mut slow, mut n) = ([0usize; 10], [0usize; 10]);
+        let mut first = Vec::new();
         let mut pos = 0;
         for (j, c) in calls.sdk.iter().enumerate() {
             pos = if j > 0 && calls.sdk[j - 1].round == c.round {
@@ -623,11 +627,20 @@ fn report(kind: Kind, r: &Results) {
                 n[pos] += 1;
                 slow[pos] += usize::from(c.ms > 0.1);
             }
+            if pos == 0 {
+                first.push(c.ms);
+            }
         }
+        let first = sorted(first);
         let cells: Vec<String> = (0..10)
             .map(|k| format!("{:.1}", 100.0 * slow[k] as f64 / n[k].max(1) as f64))
             .collect();
-        println!("| {label} | {} |", cells.join(" | "));
+        println!(
+            "| {label} | {} | {} / {} |",
+            cells.join(" | "),
+            ms(pct(&first, 0.5)),
+            ms(pct(&first, 0.99))
+        );
     }
 }
 
