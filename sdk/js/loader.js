@@ -2,10 +2,11 @@
  * (`wasm_bindgen` below); both are wrapped in one function so nothing but `window.waymark` leaks.
  * It installs the queueing stub of SDK.md (if the page has none), loads `waymark_bg.wasm` from
  * beside this script, starts the SDK with the tag's data- attributes, then replays the queued
- * calls in order, each in a task of its own (so that start-up never holds the main thread for
- * more than one step), and replaces the stub; calls made in between join the queue. Nothing here
- * may throw into the page. The steps are timed: the `waymark:start` measure and one
- * `waymark:replay` measure per replay task. */
+ * calls in order in tasks of their own — a new task once a task has run for 2 ms, so that
+ * start-up never holds the main thread for long, nor a long queue waits on timer clamping — and
+ * replaces the stub; calls made in between join the queue. Nothing here may throw into the page.
+ * The steps are timed: the `waymark:start` measure and one `waymark:replay` measure per replay
+ * task. */
 var w = window;
 var s = document.currentScript;
 var noop = function () {};
@@ -36,8 +37,8 @@ wasm_bindgen({ module_or_path: new URL('waymark_bg.wasm', s.src) }).then(functio
   perf('measure', 'waymark:start', 'waymark:start');
   var replay = function () {
     perf('mark', 'waymark:replay');
-    var queued = w.waymark.q || [];
-    if (queued.length) run.apply(null, queued.shift());
+    var queued = w.waymark.q || [], t = Date.now();
+    while (queued.length && Date.now() - t < 2) run.apply(null, queued.shift());
     if (queued.length) setTimeout(replay, 0); else w.waymark = run;
     perf('measure', 'waymark:replay', 'waymark:replay');
   };

@@ -18,7 +18,7 @@
 //!   browser (warm) of `/bench/` with queued stub calls (consent grant, a `dataLayer` entry, a
 //!   track and a cart call, all replayed at start-up) and of `/bench/?queue=0` (nothing queued,
 //!   consent pending). Reported: the loader's `waymark:start` measure (start()) and
-//!   longest `waymark:replay` measure (each queued call is replayed in a task of its own), the evaluation of `waymark.js` (marks of two deferred scripts around it), the longest
+//!   longest `waymark:replay` measure (the queued calls are replayed in tasks of about 2 ms at most), the evaluation of `waymark.js` (marks of two deferred scripts around it), the longest
 //!   busy stretch of the main thread that begins after the script and before ready (a
 //!   MessageChannel lag monitor; it holds instantiation, glue set-up and `waymark:start` when they
 //!   run in one task, and whatever else the page did then; ready = the last replay's end), the time from script execution to

@@ -19,6 +19,7 @@
 //! | 10 idle gap, new session | `sessions::an_idle_gap_longer_than_the_timeout_starts_a_new_session` |
 //! | 11 503 and recovery | `resilience::nothing_is_lost_while_the_collector_answers_503`, `resilience::nothing_is_lost_when_pages_are_left_during_503`, `resilience::retry_after_is_readable_by_a_page_on_another_origin` |
 //! | 12 README screenshots | `screenshots::readme_screenshots` |
+//! | 13 calls queued before the SDK loads, replayed in order | `pages::calls_made_before_the_sdk_loads_are_replayed_in_order` |
 //!
 //! Run: `cargo test -p waymark-tests --test e2e -- --test-threads=1`
 

@@ -319,3 +319,56 @@ async fn closing_the_tab_delivers_queued_events_by_beacon() {
     let _g = exclusive();
     for_each_browser(beacon_on_close).await;
 }
+
+/// Calls made before the SDK has loaded are queued by the stub and replayed in order (the loader
+/// replays them in tasks of about 2 ms, so a long queue spans several): the bench page queues a
+/// consent grant, a track and a cart call, then 60 numbered track calls.
+async fn stub_replay(kind: Kind) {
+    const N: i64 = 60;
+    let c = collector(|_| {});
+    let cc = c.clone();
+    with_browser(kind, visitor(kind), &c, move |tab| async move {
+        let c = cc;
+        tab.goto(&format!("/bench/?queue={N}")).await;
+        tab.wait_sdk().await;
+        tab.flush().await;
+        let queued = "SELECT count(*) FROM events WHERE type = 'custom' AND name = 'queued'";
+        wait_count(&c, queued, N).await;
+        assert_eq!(
+            c.count("SELECT count(*) FROM events WHERE type = 'custom' AND name = 'bench_start'"),
+            1
+        );
+        assert_eq!(
+            c.count("SELECT count(*) FROM events WHERE type = 'cart' AND action = 'add'"),
+            1,
+            "the queued cart call"
+        );
+        // In call order: event times never go back as n grows (calls replayed in one
+        // millisecond share a time).
+        let order = c.strings(
+            "SELECT json_extract(props, '$.n') || ' ' || ts FROM events \
+             WHERE type = 'custom' AND name = 'queued' ORDER BY json_extract(props, '$.n')",
+        );
+        let times: Vec<i64> = order
+            .iter()
+            .map(|row| {
+                row.split(' ')
+                    .nth(1)
+                    .and_then(|t| t.parse().ok())
+                    .expect("n ts")
+            })
+            .collect();
+        assert_eq!(times.len() as i64, N, "{order:?}");
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "replayed in call order: {order:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_made_before_the_sdk_loads_are_replayed_in_order() {
+    let _g = exclusive();
+    for_each_browser(stub_replay).await;
+}
