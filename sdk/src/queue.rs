@@ -34,11 +34,7 @@ pub enum Timer {
 /// cleared; and after a post, the timer for the next batch's delay is armed at once, so that the
 /// next first event usually finds one armed early enough.
 pub fn timer(armed: Option<i64>, want: Option<i64>, posted: bool, now: i64) -> Timer {
-    let want = want.or(if posted {
-        Some(now + FLUSH_DELAY_MS)
-    } else {
-        None
-    });
+    let want = want.or(posted.then_some(now + FLUSH_DELAY_MS));
     match (armed, want) {
         (Some(a), Some(w)) if a > w => Timer::Arm(w),
         (None, Some(w)) => Timer::Arm(w),

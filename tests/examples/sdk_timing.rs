@@ -17,12 +17,14 @@
 //! - Start-up: first loads in fresh browsers (cold: nothing cached) and repeated loads in one
 //!   browser (warm) of `/bench/` with queued stub calls (consent grant, a `dataLayer` entry, a
 //!   track and a cart call, all replayed at start-up) and of `/bench/?queue=0` (nothing queued,
-//!   consent pending). Reported: the loader's `waymark:start` measure (start()) and
-//!   longest `waymark:replay` measure (the queued calls are replayed in tasks of about 2 ms at most), the evaluation of `waymark.js` (marks of two deferred scripts around it), the longest
-//!   busy stretch of the main thread that begins after the script and before ready (a
-//!   MessageChannel lag monitor; it holds instantiation, glue set-up and `waymark:start` when they
-//!   run in one task, and whatever else the page did then; ready = the last replay's end), the time from script execution to
-//!   ready, and the longest `longtask` entry overlapping that (Chromium only).
+//!   consent pending). Reported: the loader's `waymark:start` measure (start()) and its longest
+//!   `waymark:replay` measure (the queued calls are replayed in tasks of about 2 ms at most), the
+//!   evaluation of `waymark.js` (marks of two deferred scripts around it), the longest busy
+//!   stretch of the main thread that begins after the script and before ready (a MessageChannel
+//!   lag monitor; it holds instantiation, glue set-up and `waymark:start` when they run in one
+//!   task, and whatever else the page did then; ready = the last replay's end), the time from
+//!   script execution to ready, and the longest `longtask` entry overlapping that (Chromium
+//!   only).
 //! - Per call: per page load, `CALLS` calls of each kind (`SPA_CALLS` page views: browsers
 //!   throttle the History API to about 200 calls per 10 s) in rounds of 10, waiting after each
 //!   round until its batch post was answered, so that no round runs while a post is in flight and
@@ -294,8 +296,7 @@ async fn load(b: &Browser, kind: Kind, url: &str, r: &mut Results) -> Startup {
     assert!(
         v.get("startMeasure").and_then(Value::as_f64).is_some(),
         "[{kind:?}] the SDK loaded but left no `waymark:start` and `waymark:replay` measures: \
-         sdk/dist predates \
-         sdk/js/loader.js; run `cargo xtask build-sdk`"
+         sdk/dist predates sdk/js/loader.js; run `cargo xtask build-sdk`"
     );
     r.resolution = num(&v, "resolution");
     r.isolated = v["isolated"].as_bool() == Some(true);
@@ -459,6 +460,11 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v
 }
 
+/// The share of `v` over 0.1 ms (the per-event target), in percent.
+fn over_target(v: &[f64]) -> f64 {
+    100.0 * v.iter().filter(|&&x| x > 0.1).count() as f64 / v.len().max(1) as f64
+}
+
 fn ms(x: f64) -> String {
     if x.is_nan() {
         "–".into()
@@ -553,12 +559,10 @@ fn report(kind: Kind, r: &Results) {
                 .collect(),
         );
         let mean = all.iter().sum::<f64>() / all.len().max(1) as f64;
-        let over = all.iter().filter(|&&x| x > 0.1).count();
         let (median, own) = (round_median(&calls.sdk), round_median(&calls.base));
         // The same statistics for the work without the SDK: single slow calls there come from
         // the browser and the machine (GC, other processes), not from the SDK.
         let base = sorted(calls.base.iter().map(|c| c.ms).collect());
-        let base_over = base.iter().filter(|&&x| x > 0.1).count();
         println!(
             "| {label} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {:.1} % | {} / {} / {:.1} % |",
             all.len(),
@@ -570,10 +574,10 @@ fn report(kind: Kind, r: &Results) {
             ms(pct(&plain, 0.99)),
             ms(pct(&plain, 1.0)),
             ms(mean),
-            100.0 * over as f64 / all.len().max(1) as f64,
+            over_target(&all),
             ms(pct(&base, 0.99)),
             ms(pct(&base, 1.0)),
-            100.0 * base_over as f64 / base.len().max(1) as f64
+            over_target(&base)
         );
     }
     // The posts: a visible page's batch goes out in a timer task of the SDK's own, right after
@@ -600,7 +604,7 @@ fn report(kind: Kind, r: &Results) {
             ms(pct(v, 0.5)),
             ms(pct(v, 0.99)),
             ms(pct(v, 1.0)),
-            100.0 * v.iter().filter(|&&x| x > 0.1).count() as f64 / v.len().max(1) as f64
+            over_target(v)
         );
     }
     // Where in a round the slow calls fall: the 1st call queues a batch's first event after the

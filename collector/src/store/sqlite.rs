@@ -260,10 +260,10 @@ fn i(v: u64) -> i64 {
     v as i64
 }
 
-/// The embedded SQLite store.
 /// Commits between the writer's own WAL checkpoints (see `SqliteStore::restart_wal`).
 const RESTART_WAL_EVERY: u32 = 64;
 
+/// The embedded SQLite store.
 pub struct SqliteStore {
     conn: Connection,
     /// Commits until the writer's next own checkpoint.
