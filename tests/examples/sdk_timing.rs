@@ -460,6 +460,11 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v
 }
 
+/// A kind's row label in the tables (its name if it is not in `KINDS`).
+fn label(what: &'static str) -> &'static str {
+    KINDS.iter().find(|k| k.0 == what).map_or(what, |k| k.1)
+}
+
 /// The share of `v` over 0.1 ms (the per-event target), in percent.
 fn over_target(v: &[f64]) -> f64 {
     100.0 * v.iter().filter(|&&x| x > 0.1).count() as f64 / v.len().max(1) as f64
@@ -548,7 +553,7 @@ fn report(kind: Kind, r: &Results) {
          |---|---|---|---|---|---|---|---|---|---|---|"
     );
     for (what, calls) in &r.calls {
-        let label = KINDS.iter().find(|k| k.0 == *what).map_or(*what, |k| k.1);
+        let label = label(what);
         let all = sorted(calls.sdk.iter().map(|c| c.ms).collect());
         let plain = sorted(
             calls
@@ -617,7 +622,7 @@ fn report(kind: Kind, r: &Results) {
          |---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for (what, calls) in &r.calls {
-        let label = KINDS.iter().find(|k| k.0 == *what).map_or(*what, |k| k.1);
+        let label = label(what);
         let (mut slow, mut n) = ([0usize; 10], [0usize; 10]);
         let mut first = Vec::new();
         let mut pos = 0;
